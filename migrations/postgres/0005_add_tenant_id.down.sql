@@ -1,0 +1,12 @@
+ALTER TABLE commissions DROP COLUMN tenant_id;
+ALTER TABLE layaways DROP COLUMN tenant_id;
+ALTER TABLE work_orders DROP COLUMN tenant_id;
+ALTER TABLE gift_cards DROP COLUMN tenant_id;
+ALTER TABLE promotions DROP COLUMN tenant_id;
+ALTER TABLE order_items DROP COLUMN tenant_id;
+ALTER TABLE orders DROP COLUMN tenant_id;
+ALTER TABLE products DROP COLUMN tenant_id;
+ALTER TABLE customers DROP COLUMN tenant_id;
+ALTER TABLE users DROP COLUMN tenant_id;
+ALTER TABLE stations DROP COLUMN tenant_id;
+ALTER TABLE stores DROP COLUMN tenant_id;

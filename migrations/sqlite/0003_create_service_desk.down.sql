@@ -1,0 +1,3 @@
+DROP TABLE commissions;
+DROP TABLE layaways;
+DROP TABLE work_orders;

@@ -1,0 +1,12 @@
+DROP TRIGGER commissions_tenant_id_immutable;
+DROP TRIGGER layaways_tenant_id_immutable;
+DROP TRIGGER work_orders_tenant_id_immutable;
+DROP TRIGGER gift_cards_tenant_id_immutable;
+DROP TRIGGER promotions_tenant_id_immutable;
+DROP TRIGGER order_items_tenant_id_immutable;
+DROP TRIGGER orders_tenant_id_immutable;
+DROP TRIGGER products_tenant_id_immutable;
+DROP TRIGGER customers_tenant_id_immutable;
+DROP TRIGGER users_tenant_id_immutable;
+DROP TRIGGER stations_tenant_id_immutable;
+DROP TRIGGER stores_tenant_id_immutable;
