@@ -7,7 +7,11 @@ use app::status::State;
 use app::{Backend, Db};
 
 #[derive(Parser)]
-#[command(name = "app", version, about = "Multi-tenant back-office for retail and service shops")]
+#[command(
+    name = "app",
+    version,
+    about = "Multi-tenant back-office for retail and service shops"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,8 +51,12 @@ impl Command {
         match self {
             Command::Migrate { database_url } => {
                 let backend = Backend::from_url(&database_url)?;
-                let db = Db::connect(&database_url).await.with_context(|| format!("connect to the {backend} database"))?;
-                db.migrate().await.with_context(|| format!("apply the embedded {backend} migrations"))?;
+                let db = Db::connect(&database_url)
+                    .await
+                    .with_context(|| format!("connect to the {backend} database"))?;
+                db.migrate()
+                    .await
+                    .with_context(|| format!("apply the embedded {backend} migrations"))?;
                 db.close().await;
                 print_status(&database_url).await
             }
@@ -56,8 +64,17 @@ impl Command {
             Command::Migrations => {
                 for backend in Backend::ALL {
                     for migration in backend.migrator().iter() {
-                        let kind = if migration.migration_type.is_up_migration() { "up" } else { "down" };
-                        println!("{backend}\t{:04}\t{kind}\t{}\t{}", migration.version, migration.description, hex(&migration.checksum));
+                        let kind = if migration.migration_type.is_up_migration() {
+                            "up"
+                        } else {
+                            "down"
+                        };
+                        println!(
+                            "{backend}\t{:04}\t{kind}\t{}\t{}",
+                            migration.version,
+                            migration.description,
+                            hex(&migration.checksum)
+                        );
                     }
                 }
                 Ok(std::process::ExitCode::SUCCESS)
@@ -67,15 +84,21 @@ impl Command {
 }
 
 async fn print_status(database_url: &str) -> anyhow::Result<std::process::ExitCode> {
-    let rows = app::status::status(database_url).await.context("read the migrations table")?;
+    let rows = app::status::status(database_url)
+        .await
+        .context("read the migrations table")?;
     let mut mismatches = 0;
     println!("{:>7}  {:<40}  state", "version", "migration");
     for row in &rows {
         let state = match row.state {
             State::Applied => "applied",
             State::Pending => "pending",
-            State::ChecksumMismatch => "CHECKSUM MISMATCH: the database ran a different build of this migration",
-            State::Unknown => "UNKNOWN: applied by a build that embeds a migration this one does not",
+            State::ChecksumMismatch => {
+                "CHECKSUM MISMATCH: the database ran a different build of this migration"
+            }
+            State::Unknown => {
+                "UNKNOWN: applied by a build that embeds a migration this one does not"
+            }
             State::Dirty => "DIRTY: recorded as failed; repair the database before migrating",
         };
         if !matches!(row.state, State::Applied | State::Pending) {
@@ -86,7 +109,11 @@ async fn print_status(database_url: &str) -> anyhow::Result<std::process::ExitCo
     let applied = rows.iter().filter(|r| r.state == State::Applied).count();
     let pending = rows.iter().filter(|r| r.state == State::Pending).count();
     println!("{applied} applied, {pending} pending, {mismatches} mismatched");
-    Ok(if mismatches == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+    Ok(if mismatches == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

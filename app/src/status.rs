@@ -62,7 +62,11 @@ async fn read_applied<C: Migrate>(
     Ok((applied, dirty))
 }
 
-fn compare(migrator: &Migrator, applied: &BTreeMap<i64, Vec<u8>>, dirty: Option<i64>) -> Vec<MigrationStatus> {
+fn compare(
+    migrator: &Migrator,
+    applied: &BTreeMap<i64, Vec<u8>>,
+    dirty: Option<i64>,
+) -> Vec<MigrationStatus> {
     let mut rows: Vec<MigrationStatus> = migrator
         .iter()
         .filter(|m| m.migration_type.is_up_migration())
@@ -79,7 +83,11 @@ fn compare(migrator: &Migrator, applied: &BTreeMap<i64, Vec<u8>>, dirty: Option<
         .collect();
     for version in applied.keys() {
         if !migrator.version_exists(*version) {
-            rows.push(MigrationStatus { version: *version, description: String::new(), state: State::Unknown });
+            rows.push(MigrationStatus {
+                version: *version,
+                description: String::new(),
+                state: State::Unknown,
+            });
         }
     }
     rows.sort_by_key(|row| row.version);

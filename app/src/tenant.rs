@@ -35,7 +35,12 @@ impl Db {
             }
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true);
-                Db::Sqlite(SqlitePoolOptions::new().max_connections(4).connect_with(options).await?)
+                Db::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await?,
+                )
             }
         })
     }
@@ -173,7 +178,12 @@ impl Tenant<'_> {
         self.id
     }
 
-    pub async fn create_store(&self, code: &str, name: &str, currency_code: &str) -> Result<i64, Error> {
+    pub async fn create_store(
+        &self,
+        code: &str,
+        name: &str,
+        currency_code: &str,
+    ) -> Result<i64, Error> {
         in_tenant_transaction!(self, |tx| {
             sqlx::query_scalar(INSERT_STORE)
                 .bind(self.id.0)
@@ -187,11 +197,19 @@ impl Tenant<'_> {
 
     pub async fn stores(&self) -> Result<Vec<Store>, Error> {
         in_tenant_transaction!(self, |tx| {
-            sqlx::query_as(SELECT_STORES).bind(self.id.0).fetch_all(&mut *tx).await?
+            sqlx::query_as(SELECT_STORES)
+                .bind(self.id.0)
+                .fetch_all(&mut *tx)
+                .await?
         })
     }
 
-    pub async fn create_product(&self, sku: &str, name: &str, price_cents: i64) -> Result<i64, Error> {
+    pub async fn create_product(
+        &self,
+        sku: &str,
+        name: &str,
+        price_cents: i64,
+    ) -> Result<i64, Error> {
         in_tenant_transaction!(self, |tx| {
             sqlx::query_scalar(INSERT_PRODUCT)
                 .bind(self.id.0)
@@ -205,7 +223,10 @@ impl Tenant<'_> {
 
     pub async fn products(&self) -> Result<Vec<Product>, Error> {
         in_tenant_transaction!(self, |tx| {
-            sqlx::query_as(SELECT_PRODUCTS).bind(self.id.0).fetch_all(&mut *tx).await?
+            sqlx::query_as(SELECT_PRODUCTS)
+                .bind(self.id.0)
+                .fetch_all(&mut *tx)
+                .await?
         })
     }
 
@@ -245,7 +266,11 @@ impl Tenant<'_> {
         })
     }
 
-    pub async fn create_customer(&self, full_name: &str, email: Option<&str>) -> Result<i64, Error> {
+    pub async fn create_customer(
+        &self,
+        full_name: &str,
+        email: Option<&str>,
+    ) -> Result<i64, Error> {
         in_tenant_transaction!(self, |tx| {
             sqlx::query_scalar(INSERT_CUSTOMER)
                 .bind(self.id.0)
@@ -258,7 +283,10 @@ impl Tenant<'_> {
 
     pub async fn customers(&self) -> Result<Vec<Customer>, Error> {
         in_tenant_transaction!(self, |tx| {
-            sqlx::query_as(SELECT_CUSTOMERS).bind(self.id.0).fetch_all(&mut *tx).await?
+            sqlx::query_as(SELECT_CUSTOMERS)
+                .bind(self.id.0)
+                .fetch_all(&mut *tx)
+                .await?
         })
     }
 
@@ -306,7 +334,12 @@ impl Tenant<'_> {
     }
 
     /// Adds a line at the product's current price; false when this tenant has no such product.
-    pub async fn add_order_item(&self, order_id: i64, product_id: i64, quantity: i64) -> Result<bool, Error> {
+    pub async fn add_order_item(
+        &self,
+        order_id: i64,
+        product_id: i64,
+        quantity: i64,
+    ) -> Result<bool, Error> {
         in_tenant_transaction!(self, |tx| {
             let line_total: Option<i64> = sqlx::query_scalar(INSERT_ORDER_ITEM)
                 .bind(self.id.0)
@@ -329,7 +362,10 @@ impl Tenant<'_> {
 
     pub async fn orders(&self) -> Result<Vec<Order>, Error> {
         in_tenant_transaction!(self, |tx| {
-            sqlx::query_as(SELECT_ORDERS).bind(self.id.0).fetch_all(&mut *tx).await?
+            sqlx::query_as(SELECT_ORDERS)
+                .bind(self.id.0)
+                .fetch_all(&mut *tx)
+                .await?
         })
     }
 }

@@ -1,1 +1,38 @@
+//! Tenantgate's migration harness, as a library: `main.rs` drives it from the command
+//! line, and the integration tests in `tests/` share its provisioning and rehearsal.
 
+pub mod checks;
+pub mod config;
+pub mod db;
+pub mod migration_set;
+pub mod provision;
+pub mod rehearsal;
+pub mod report;
+pub mod schema;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root: every path the harness uses is resolved from here.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// A path relative to the project root when it is inside it, for messages.
+pub fn display_path(path: &Path) -> String {
+    let root = project_root();
+    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    match absolute.strip_prefix(root.canonicalize().unwrap_or(root)) {
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// Facts about the image `cargo xtask pg-image` builds, shared with the provisioning errors.
+pub mod pg_image {
+    /// Tag of the image built from Debian packages.
+    pub const DEFAULT_TAG: &str = "tenantgate/postgres:15";
+}

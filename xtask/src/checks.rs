@@ -1,0 +1,428 @@
+//! The post-migration checks the teams in our story ran by hand, run on the rehearsed
+//! database: each returns every failure it finds, with the table, the file and the fix.
+
+use std::collections::BTreeMap;
+
+use app::Backend;
+
+use crate::config::Config;
+use crate::db::{Conn, quote};
+use crate::schema::Schema;
+
+/// One problem found by a check.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub message: String,
+    /// The file to annotate (a migration, the fixture, a snapshot), when there is one.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            file: None,
+            line: None,
+        }
+    }
+
+    pub fn in_file(file: String, message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            file: Some(file),
+            line: None,
+        }
+    }
+}
+
+/// The result of one named check.
+#[derive(Clone, Debug)]
+pub struct CheckOutcome {
+    pub name: &'static str,
+    /// How many things (tables, keys) it looked at.
+    pub checked: usize,
+    pub failures: Vec<Failure>,
+}
+
+impl CheckOutcome {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// What the checks need to know about the rehearsal.
+pub struct Context<'a> {
+    pub backend: Backend,
+    pub config: &'a Config,
+    pub schema: &'a Schema,
+    /// Row counts of every table right after the fixture was loaded.
+    pub seeded: &'a BTreeMap<String, i64>,
+    /// Which migration file created each table.
+    pub created_by: &'a BTreeMap<String, String>,
+    pub seed_file: String,
+    /// The migration files applied after the fixture.
+    pub after_seed: Vec<String>,
+}
+
+impl Context<'_> {
+    fn tenant_owned_tables(&self) -> impl Iterator<Item = &String> {
+        self.schema
+            .tables
+            .keys()
+            .filter(|table| !self.config.is_global(table))
+    }
+
+    fn column(&self) -> &str {
+        &self.config.tenancy.column
+    }
+
+    fn has_tenant_column(&self, table: &str) -> bool {
+        self.schema
+            .tables
+            .get(table)
+            .is_some_and(|t| t.column(self.column()).is_some())
+    }
+
+    fn file_of(&self, table: &str) -> Option<String> {
+        self.created_by.get(table).cloned()
+    }
+
+    fn migrations_after_seed(&self) -> String {
+        match (self.after_seed.first(), self.after_seed.last()) {
+            (Some(first), Some(last)) if first != last => format!("{first} … {last}"),
+            (Some(only), _) => only.clone(),
+            _ => "no migration".to_string(),
+        }
+    }
+}
+
+/// Runs every check; a check that cannot run (a query fails) reports that as its failure.
+pub async fn run_all(conn: &mut Conn, cx: &Context<'_>) -> Vec<CheckOutcome> {
+    let mut outcomes = vec![tenant_column(cx), tenant_index(cx)];
+    outcomes.push(no_null_tenant(conn, cx).await);
+    outcomes.push(rows_preserved(conn, cx).await);
+    outcomes.push(default_tenant_backfill(conn, cx).await);
+    outcomes.push(tenant_query_plan(conn, cx).await);
+    outcomes.push(foreign_key_integrity(conn, cx).await);
+    outcomes
+}
+
+/// No tenant-owned table without the tenant column.
+fn tenant_column(cx: &Context<'_>) -> CheckOutcome {
+    let column = cx.column();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for table in cx.tenant_owned_tables() {
+        checked += 1;
+        if !cx.has_tenant_column(table) {
+            let created = cx
+                .file_of(table)
+                .map(|f| format!(" (created by {f})"))
+                .unwrap_or_default();
+            failures.push(Failure {
+                message: format!(
+                    "table `{table}`{created} has no `{column}` column\nfix: add `{column}` NOT NULL with a foreign key to `{tenants}`, or, if `{table}` is shared by all tenants, list it under [[global_tables]] in {config} with a reason",
+                    tenants = cx.config.tenancy.tenants_table,
+                    config = crate::display_path(&cx.config.path),
+                ),
+                file: cx.file_of(table),
+                line: None,
+            });
+        }
+    }
+    for global in &cx.config.global_tables {
+        if !cx.schema.tables.contains_key(&global.name) {
+            failures.push(Failure::in_file(
+                crate::display_path(&cx.config.path),
+                format!("[[global_tables]] names `{}`, but no such table exists after the migrations\nfix: remove the entry or correct its name", global.name),
+            ));
+        }
+    }
+    CheckOutcome {
+        name: "tenant-column",
+        checked,
+        failures,
+    }
+}
+
+/// Every tenant-owned table has an index (or primary key) that leads with the tenant column.
+fn tenant_index(cx: &Context<'_>) -> CheckOutcome {
+    let column = cx.column();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+        checked += 1;
+        let definition = &cx.schema.tables[table];
+        let leads = definition
+            .indexes
+            .iter()
+            .any(|index| index.columns.first().is_some_and(|c| c == column))
+            || definition.primary_key.first().is_some_and(|c| c == column);
+        if !leads {
+            failures.push(Failure {
+                message: format!(
+                    "table `{table}` has no index leading with `{column}`: every tenant-filtered query scans the whole table\nfix: CREATE INDEX ON {table} ({column}, …), or make (`{column}`, id) unique, which also lets children reference it per tenant"
+                ),
+                file: cx.file_of(table),
+                line: None,
+            });
+        }
+    }
+    CheckOutcome {
+        name: "tenant-index",
+        checked,
+        failures,
+    }
+}
+
+/// Zero rows with a NULL tenant.
+async fn no_null_tenant(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
+    let column = cx.column();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+        checked += 1;
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {} IS NULL",
+            quote(table),
+            quote(column)
+        );
+        match conn.count(&sql).await {
+            Ok(0) => {}
+            Ok(nulls) => failures.push(Failure {
+                message: format!(
+                    "table `{table}` has {nulls} rows with a NULL `{column}`\nfix: backfill them (UPDATE {table} SET {column} = … WHERE {column} IS NULL) before the column becomes NOT NULL"
+                ),
+                file: cx.file_of(table),
+                line: None,
+            }),
+            Err(error) => failures.push(Failure::new(format!("count NULL `{column}` in `{table}`: {error:#}"))),
+        }
+    }
+    CheckOutcome {
+        name: "no-null-tenant",
+        checked,
+        failures,
+    }
+}
+
+/// Every table that held fixture rows holds as many after the remaining migrations.
+async fn rows_preserved(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
+    let mut failures = Vec::new();
+    for (table, before) in cx.seeded {
+        if !cx.schema.tables.contains_key(table) {
+            if *before > 0 {
+                failures.push(Failure::new(format!(
+                    "table `{table}` held {before} fixture rows and no longer exists after {}\nfix: keep the table, or move its rows to a new table in the same migration",
+                    cx.migrations_after_seed()
+                )));
+            }
+            continue;
+        }
+        match conn.count(&format!("SELECT count(*) FROM {}", quote(table))).await {
+            Ok(after) if after == *before => {}
+            Ok(after) => failures.push(Failure::new(format!(
+                "table `{table}` had {before} rows after the fixture ({}) and has {after} after {}: {} rows {}\nfix: the migration that rebuilds or backfills `{table}` must carry every row over",
+                cx.seed_file,
+                cx.migrations_after_seed(),
+                before.abs_diff(after),
+                if after < *before { "lost" } else { "appeared" }
+            ))),
+            Err(error) => failures.push(Failure::new(format!("count the rows of `{table}`: {error:#}"))),
+        }
+    }
+    CheckOutcome {
+        name: "row-counts",
+        checked: cx.seeded.len(),
+        failures,
+    }
+}
+
+/// Every pre-existing row belongs to the default tenant, and a query filtered by that
+/// tenant returns exactly those rows.
+async fn default_tenant_backfill(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
+    let column = cx.column();
+    let default = cx.config.tenancy.default_tenant_id;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+        let Some(before) = cx.seeded.get(table.as_str()) else {
+            continue;
+        };
+        checked += 1;
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {} = {default}",
+            quote(table),
+            quote(column)
+        );
+        match conn.count(&sql).await {
+            Ok(owned) if owned == *before => {}
+            Ok(owned) => failures.push(Failure {
+                message: format!(
+                    "table `{table}`: {before} rows existed before tenancy, but a query for the default tenant ({column} = {default}) returns {owned}\nfix: the backfill must set `{column}` = {default} on every pre-existing row"
+                ),
+                file: cx.file_of(table),
+                line: None,
+            }),
+            Err(error) => failures.push(Failure::new(format!("query `{table}` for the default tenant: {error:#}"))),
+        }
+    }
+    CheckOutcome {
+        name: "default-tenant",
+        checked,
+        failures,
+    }
+}
+
+/// A tenant-filtered query can use an index (EXPLAIN).
+async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
+    let column = cx.column();
+    let default = cx.config.tenancy.default_tenant_id;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    // The fixture's tables are small enough that PostgreSQL would rightly scan them;
+    // what matters is that an index can serve the filter, so sequential scans are priced out.
+    if let Conn::Postgres(_) = conn {
+        if let Err(error) = conn.execute("SET enable_seqscan = off").await {
+            failures.push(Failure::new(format!(
+                "disable sequential scans for EXPLAIN: {error}"
+            )));
+        }
+    }
+    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+        checked += 1;
+        let query = format!(
+            "SELECT * FROM {} WHERE {} = {default}",
+            quote(table),
+            quote(column)
+        );
+        let plan = match conn {
+            Conn::Postgres(_) => conn
+                .texts(&format!("EXPLAIN {query}"))
+                .await
+                .map(|lines| lines.join("\n")),
+            Conn::Sqlite(c) => sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(
+                format!("EXPLAIN QUERY PLAN {query}"),
+            ))
+            .fetch_all(c)
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|row| row.3)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .map_err(anyhow::Error::from),
+        };
+        match plan {
+            Ok(plan) if plan.contains("Index") || plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX") => {}
+            Ok(plan) => failures.push(Failure {
+                message: format!(
+                    "a query of `{table}` filtered by `{column}` cannot use an index:\n    {}\nfix: add an index leading with `{column}`",
+                    plan.replace('\n', "\n    ")
+                ),
+                file: cx.file_of(table),
+                line: None,
+            }),
+            Err(error) => failures.push(Failure::new(format!("EXPLAIN a tenant query of `{table}`: {error:#}"))),
+        }
+    }
+    if let Conn::Postgres(_) = conn {
+        let _ = conn.execute("RESET enable_seqscan").await;
+    }
+    CheckOutcome {
+        name: "tenant-query-plan",
+        checked,
+        failures,
+    }
+}
+
+/// No orphan rows and no unvalidated foreign keys.
+async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    match conn {
+        Conn::Sqlite(c) => {
+            checked = cx
+                .schema
+                .tables
+                .values()
+                .map(|t| t.foreign_keys.len())
+                .sum();
+            let rows: Result<Vec<(String, Option<i64>, String, i64)>, _> = sqlx::query_as(
+                "SELECT \"table\", rowid, parent, fkid FROM pragma_foreign_key_check",
+            )
+            .fetch_all(c)
+            .await;
+            match rows {
+                Ok(rows) => {
+                    let mut by_table: BTreeMap<(String, String), usize> = BTreeMap::new();
+                    for (table, _, parent, _) in rows {
+                        *by_table.entry((table, parent)).or_default() += 1;
+                    }
+                    for ((table, parent), orphans) in by_table {
+                        failures.push(Failure {
+                            message: format!(
+                                "PRAGMA foreign_key_check: {orphans} rows of `{table}` reference missing rows of `{parent}`\nfix: the migration that rebuilt `{table}` or `{parent}` must carry the referenced rows (and, for composite keys, the same tenant) over"
+                            ),
+                            file: cx.file_of(&table),
+                            line: None,
+                        });
+                    }
+                }
+                Err(error) => {
+                    failures.push(Failure::new(format!("PRAGMA foreign_key_check: {error}")))
+                }
+            }
+        }
+        Conn::Postgres(_) => {
+            for (table, definition) in &cx.schema.tables {
+                for fk in &definition.foreign_keys {
+                    checked += 1;
+                    let name = fk.name.as_deref().unwrap_or("?");
+                    if !fk.validated {
+                        failures.push(Failure {
+                            message: format!("foreign key `{name}` on `{table}` is NOT VALID: existing rows were never checked\nfix: ALTER TABLE {table} VALIDATE CONSTRAINT {name} in a later migration"),
+                            file: cx.file_of(table),
+                            line: None,
+                        });
+                    }
+                    let all_set: Vec<String> = fk
+                        .columns
+                        .iter()
+                        .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+                        .collect();
+                    let matches: Vec<String> = fk
+                        .columns
+                        .iter()
+                        .zip(&fk.referenced_columns)
+                        .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+                        .collect();
+                    let sql = format!(
+                        "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+                        quote(table),
+                        all_set.join(" AND "),
+                        quote(&fk.referenced_table),
+                        matches.join(" AND ")
+                    );
+                    match conn.count(&sql).await {
+                        Ok(0) => {}
+                        Ok(orphans) => failures.push(Failure {
+                            message: format!("{orphans} rows of `{table}` have no parent in `{}` through `{name}`\nfix: repair or delete the orphans before adding the constraint", fk.referenced_table),
+                            file: cx.file_of(table),
+                            line: None,
+                        }),
+                        Err(error) => failures.push(Failure::new(format!("look for orphans of `{name}` on `{table}`: {error:#}"))),
+                    }
+                }
+            }
+        }
+    }
+    let _ = cx.backend;
+    CheckOutcome {
+        name: "foreign-keys",
+        checked,
+        failures,
+    }
+}

@@ -1,0 +1,82 @@
+//! PostgreSQL in a throwaway container, through testcontainers.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{GenericImage, ImageExt};
+
+use super::docker::OWNER_LABEL;
+use super::{Janitor, Resource};
+
+/// The official image prints this on stderr once for its init-time server (which listens
+/// on a Unix socket only) and again when it is really up; an image built by
+/// `cargo xtask pg-image` prints it once. Waiting for the first one and then retrying the
+/// connection covers both.
+const READY_MESSAGE: &str = "database system is ready to accept connections";
+
+/// Starts a container from `image` and returns the URL of its `postgres` database.
+pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<String> {
+    let (name, tag) = split_image(image);
+    let password = random_password();
+    let request = GenericImage::new(name, tag)
+        .with_exposed_port(5432.tcp())
+        .with_wait_for(WaitFor::message_on_stderr(READY_MESSAGE))
+        .with_env_var("POSTGRES_PASSWORD", &password)
+        .with_env_var("POSTGRES_USER", "postgres")
+        .with_env_var("POSTGRES_DB", "postgres")
+        .with_label(OWNER_LABEL, std::process::id().to_string())
+        .with_startup_timeout(Duration::from_secs(60));
+    let container = match request.start().await {
+        Ok(container) => container,
+        Err(error) => {
+            let text = format!("{error:#}");
+            if text.contains("pull") || text.contains("No such image") || text.contains("not found")
+            {
+                bail!(
+                    "the PostgreSQL image `{image}` is not on this machine and could not be pulled: {text}\n\
+                     fix: build one from Debian packages with `cargo xtask pg-image` and set TENANTGATE_PG_IMAGE={local}, \
+                     or pass --pg-image, or use --pg-provider local",
+                    local = crate::pg_image::DEFAULT_TAG
+                );
+            }
+            bail!("start a PostgreSQL container from `{image}`: {text}");
+        }
+    };
+    let port = container.get_host_port_ipv4(5432.tcp()).await;
+    let host = container
+        .get_host()
+        .await
+        .map(|h| h.to_string())
+        .unwrap_or_else(|_| "127.0.0.1".to_string());
+    let url = format!(
+        "postgres://postgres:{password}@{host}:{}/postgres",
+        port.as_ref().map_or(0, |p| *p)
+    );
+    janitor.register(Resource::Container {
+        container,
+        url: url.clone(),
+    });
+    if let Err(error) = port {
+        bail!("read the port of the PostgreSQL container: {error}");
+    }
+    super::wait_until_accepting(&url, Duration::from_secs(30)).await?;
+    Ok(url)
+}
+
+/// `registry:5000/postgres:15` → (`registry:5000/postgres`, `15`); no tag means `latest`.
+fn split_image(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
+}
+
+fn random_password() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "tg{:016x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
+}

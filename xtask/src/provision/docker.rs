@@ -1,0 +1,78 @@
+//! Is a Docker engine there, and what did killed runs leave in it.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// Label on every container a run starts: the pid of the run that owns it.
+pub(crate) const OWNER_LABEL: &str = "tenantgate.owner-pid";
+
+/// Where the engine is expected: `DOCKER_HOST`, else the default socket.
+pub(crate) fn engine_address() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+}
+
+/// True when the engine answers `GET /_ping` within a second.
+pub(crate) fn engine_answers() -> bool {
+    let address = engine_address();
+    let request = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+    let timeout = Duration::from_secs(1);
+    let mut response = Vec::new();
+    let answered = if let Some(path) = address.strip_prefix("unix://") {
+        std::os::unix::net::UnixStream::connect(path).and_then(|mut stream| {
+            stream.set_read_timeout(Some(timeout))?;
+            stream.write_all(request)?;
+            stream.read_to_end(&mut response)
+        })
+    } else if let Some(host) = address.strip_prefix("tcp://") {
+        use std::net::ToSocketAddrs;
+        host.to_socket_addrs()
+            .and_then(|mut addresses| {
+                addresses
+                    .next()
+                    .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+            })
+            .and_then(|socket| std::net::TcpStream::connect_timeout(&socket, timeout))
+            .and_then(|mut stream| {
+                stream.set_read_timeout(Some(timeout))?;
+                stream.write_all(request)?;
+                stream.read_to_end(&mut response)
+            })
+    } else {
+        return false;
+    };
+    answered.is_ok() && response.starts_with(b"HTTP/1.") && response.windows(2).any(|w| w == b"OK")
+}
+
+/// Removes containers of earlier runs whose process is gone (killed with SIGKILL, or a
+/// crash): testcontainers-rs has no reaper of its own.
+pub(crate) fn sweep_leftover_containers() {
+    if !engine_answers() {
+        return;
+    }
+    let shell = match xshell::Shell::new() {
+        Ok(shell) => shell,
+        Err(_) => return,
+    };
+    let filter = format!("label={OWNER_LABEL}");
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{OWNER_LABEL}\"}}}}");
+    let Ok(listing) = xshell::cmd!(shell, "docker ps -a --filter {filter} --format {format}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+    else {
+        return;
+    };
+    for line in listing.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(pid)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if pid.parse().is_ok_and(|pid| !super::process_alive(pid)) {
+            let _ = xshell::cmd!(shell, "docker rm -f -v {id}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+    }
+}

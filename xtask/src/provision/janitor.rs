@@ -1,0 +1,153 @@
+//! The janitor: every provisioned resource is registered here, and removed when the run
+//! ends, whether it passed, failed or was interrupted (see `main.rs`).
+
+use std::sync::Mutex;
+
+use testcontainers::{ContainerAsync, GenericImage};
+
+use super::LocalCluster;
+
+/// Prefix of every temporary folder a run creates, followed by the run's pid.
+pub(crate) const TEMP_PREFIX: &str = "tenantgate-";
+
+/// Something a run created and must remove.
+pub enum Resource {
+    Container {
+        container: ContainerAsync<GenericImage>,
+        url: String,
+    },
+    /// A throwaway database on an existing server.
+    ServerDatabase {
+        admin_url: String,
+        name: String,
+        display_url: String,
+    },
+    Cluster(LocalCluster),
+    TempDir(tempfile::TempDir),
+}
+
+#[derive(Default)]
+pub struct Janitor {
+    resources: Mutex<Vec<Resource>>,
+}
+
+impl Janitor {
+    pub fn new() -> Janitor {
+        Janitor::default()
+    }
+
+    pub fn register(&self, resource: Resource) {
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(resource);
+    }
+
+    /// Removes everything registered, newest first. With `keep`, leaves it all in place
+    /// and returns how to reach each resource instead. Errors are returned as lines to
+    /// print: cleanup goes on past a failure.
+    pub async fn finish(&self, keep: bool) -> Vec<String> {
+        let resources: Vec<Resource> =
+            std::mem::take(&mut *self.resources.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut lines = Vec::new();
+        for resource in resources.into_iter().rev() {
+            if keep {
+                lines.push(keep_resource(resource));
+                continue;
+            }
+            if let Err(error) = remove(resource).await {
+                lines.push(format!("cleanup: {error:#}"));
+            }
+        }
+        lines
+    }
+}
+
+async fn remove(resource: Resource) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match resource {
+        Resource::Container { container, .. } => {
+            let id = container.id().to_string();
+            container
+                .rm()
+                .await
+                .with_context(|| format!("remove container {id}"))
+        }
+        Resource::ServerDatabase {
+            admin_url, name, ..
+        } => super::server::drop_database(&admin_url, &name).await,
+        Resource::Cluster(mut cluster) => {
+            cluster.stop();
+            Ok(())
+        }
+        Resource::TempDir(dir) => {
+            let path = dir.path().display().to_string();
+            dir.close().with_context(|| format!("remove {path}"))
+        }
+    }
+}
+
+fn keep_resource(resource: Resource) -> String {
+    match resource {
+        Resource::Container { container, url } => {
+            let id = container.id().to_string();
+            // Forgetting the handle skips its Drop, which would remove the container.
+            std::mem::forget(container);
+            format!("kept container {id}: psql '{url}'   (remove: docker rm -f {id})")
+        }
+        Resource::ServerDatabase {
+            name, display_url, ..
+        } => {
+            format!("kept database {name}: psql '{display_url}'   (remove: DROP DATABASE {name})")
+        }
+        Resource::Cluster(cluster) => {
+            let (url, dir, pid) = cluster.keep();
+            format!(
+                "kept local cluster (postmaster pid {pid}) in {dir}: psql '{url}'   (remove: kill -QUIT {pid}; rm -rf {dir})"
+            )
+        }
+        Resource::TempDir(dir) => {
+            let path = dir.keep();
+            format!(
+                "kept {}   (remove: rm -rf {})",
+                path.display(),
+                path.display()
+            )
+        }
+    }
+}
+
+/// A temporary folder named after this run's pid, so that a later run can tell whether
+/// its owner is still alive.
+pub(crate) fn temp_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
+    use anyhow::Context;
+    tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{kind}-{}-", std::process::id()))
+        .tempdir()
+        .context("create a temporary folder")
+}
+
+/// The pid in a folder name made by [`temp_dir`], if it is one of ours.
+pub(crate) fn owner_pid(file_name: &str, kind: &str) -> Option<i32> {
+    let rest = file_name
+        .strip_prefix(TEMP_PREFIX)?
+        .strip_prefix(kind)?
+        .strip_prefix('-')?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes temporary SQLite folders whose run is gone (clusters are swept with their
+/// postmaster in `local_cluster`).
+pub(crate) fn sweep_leftover_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = owner_pid(&name, "sqlite") {
+            if !super::process_alive(pid) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}

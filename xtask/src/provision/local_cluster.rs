@@ -1,0 +1,234 @@
+//! An ephemeral PostgreSQL cluster from local server binaries: `initdb` into a temporary
+//! folder, `postgres` on a free port with fsync off, stopped and removed afterwards.
+//!
+//! initdb refuses to run as root, so as root both run as the `postgres` OS user. The
+//! postmaster is spawned directly (not through runuser, whose death would orphan it) and
+//! asks the kernel for SIGQUIT when the thread that spawned it dies, so even a harness
+//! killed with SIGKILL does not leave a server running; its folder is swept by the next run.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::janitor::{owner_pid, temp_dir};
+
+pub struct LocalCluster {
+    dir: Option<tempfile::TempDir>,
+    postmaster: Child,
+    pub url: String,
+}
+
+/// The folder holding `initdb` and `postgres`: `TENANTGATE_PG_BINDIR`, else the newest
+/// `/usr/lib/postgresql/*/bin` (Debian, Ubuntu), else `pg_config --bindir`, else `PATH`.
+pub fn find_bindir() -> Option<PathBuf> {
+    let has_binaries = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Ok(dir) = std::env::var("TENANTGATE_PG_BINDIR") {
+        return Some(PathBuf::from(dir)).filter(|dir| has_binaries(dir));
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            Some((
+                entry.file_name().to_str()?.parse().ok()?,
+                entry.path().join("bin"),
+            ))
+        })
+        .filter(|(_, dir)| has_binaries(dir))
+        .collect();
+    debian.sort();
+    if let Some((_, dir)) = debian.pop() {
+        return Some(dir);
+    }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if has_binaries(&dir) {
+            return Some(dir);
+        }
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|dir| has_binaries(dir))
+}
+
+impl LocalCluster {
+    pub async fn start(bindir: &Path) -> anyhow::Result<LocalCluster> {
+        let dir = temp_dir("pg")?;
+        let owner = server_user()?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .context("hand the cluster folder to the postgres user")?;
+        }
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "--no-sync",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
+            ])
+            .current_dir(dir.path());
+        if let Some((uid, gid)) = owner {
+            initdb.uid(uid).gid(gid);
+        }
+        let output = initdb
+            .output()
+            .with_context(|| format!("run {}", bindir.join("initdb").display()))?;
+        if !output.status.success() {
+            bail!(
+                "initdb failed in {}: {}",
+                dir.path().display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.path().join("postgres.log"))
+            .context("create the server log")?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid))?;
+        }
+        let mut postgres = Command::new(bindir.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+            ])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=50"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some((uid, gid)) = owner {
+            postgres.uid(uid).gid(gid);
+        }
+        // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec,
+        // after the uid change (which would otherwise clear it).
+        unsafe {
+            postgres.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let postmaster = postgres
+            .spawn()
+            .with_context(|| format!("start {}", bindir.join("postgres").display()))?;
+        let mut cluster = LocalCluster {
+            dir: Some(dir),
+            postmaster,
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        };
+        if let Err(error) = super::wait_until_accepting(&cluster.url, Duration::from_secs(30)).await
+        {
+            let log = cluster.log_tail();
+            cluster.stop();
+            bail!("the local PostgreSQL cluster did not start: {error}\nserver log:\n{log}");
+        }
+        Ok(cluster)
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(dir) = &self.dir else {
+            return String::new();
+        };
+        let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// Immediate shutdown (SIGQUIT), then removes the folder. Idempotent.
+    pub fn stop(&mut self) {
+        if let Ok(None) = self.postmaster.try_wait() {
+            unsafe { libc::kill(self.postmaster.id() as i32, libc::SIGQUIT) };
+            let _ = self.postmaster.wait();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+
+    /// Leaves the cluster running: returns its URL, folder and postmaster pid.
+    pub fn keep(mut self) -> (String, String, u32) {
+        let dir = self
+            .dir
+            .take()
+            .map(|dir| dir.keep().display().to_string())
+            .unwrap_or_default();
+        (self.url.clone(), dir, self.postmaster.id())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.dir.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// As root, the uid and gid of the `postgres` OS user; otherwise none (run as ourselves).
+fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = c"postgres";
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!(
+            "running as root, and initdb refuses root: create a `postgres` OS user (`useradd --system postgres`) or run as another user"
+        );
+    }
+    Ok(Some(unsafe { ((*entry).pw_uid, (*entry).pw_gid) }))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Stops postmasters and removes folders of clusters whose run is gone.
+pub(crate) fn sweep_leftover_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(&name, "pg") else {
+            continue;
+        };
+        if super::process_alive(pid) {
+            continue;
+        }
+        let pid_file = entry.path().join("data/postmaster.pid");
+        if let Some(postmaster) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        {
+            unsafe { libc::kill(postmaster, libc::SIGQUIT) };
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}

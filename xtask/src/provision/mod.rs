@@ -1,0 +1,204 @@
+//! Fresh, empty databases for a run, and their removal.
+//!
+//! PostgreSQL comes, unless a flag forces one, from the first of: a testcontainers
+//! container when a Docker engine answers; an existing server (`TENANTGATE_PG_URL`), on
+//! which a throwaway database is created; an ephemeral cluster from local binaries.
+//! SQLite is a file in a temporary folder. Every resource is registered with the
+//! [`Janitor`], which removes it on success, failure and Ctrl-C.
+
+mod container;
+mod docker;
+mod janitor;
+mod local_cluster;
+mod server;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+pub use janitor::{Janitor, Resource};
+pub use local_cluster::{LocalCluster, find_bindir};
+
+/// Which PostgreSQL provider to use (`--pg-provider`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PgProviderChoice {
+    /// Container if Docker answers, else `--pg-url`/`TENANTGATE_PG_URL`, else local binaries.
+    Auto,
+    /// A testcontainers container (needs a Docker engine and the image).
+    Container,
+    /// A throwaway database on the server given by `--pg-url`/`TENANTGATE_PG_URL`.
+    Url,
+    /// An ephemeral cluster from local PostgreSQL server binaries.
+    Local,
+}
+
+/// Where PostgreSQL comes from, as asked on the command line or in the environment.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    pub choice: PgProviderChoice,
+    pub image: String,
+    pub server_url: Option<String>,
+}
+
+impl PgOptions {
+    pub fn from_env() -> PgOptions {
+        PgOptions {
+            choice: PgProviderChoice::Auto,
+            image: std::env::var("TENANTGATE_PG_IMAGE")
+                .unwrap_or_else(|_| DEFAULT_PG_IMAGE.to_string()),
+            server_url: std::env::var("TENANTGATE_PG_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
+        }
+    }
+}
+
+/// The official image, at the major version the snapshots are taken with.
+pub const DEFAULT_PG_IMAGE: &str = "postgres:15";
+
+/// Which provider a database came from, for the report.
+#[derive(Clone, Debug)]
+pub enum Provider {
+    Container { image: String },
+    Server { address: String },
+    LocalBinaries { bindir: String },
+    SqliteFile,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provider::Container { image } => write!(f, "testcontainers ({image})"),
+            Provider::Server { address } => write!(f, "server ({address})"),
+            Provider::LocalBinaries { bindir } => write!(f, "local binaries ({bindir})"),
+            Provider::SqliteFile => write!(f, "temp file"),
+        }
+    }
+}
+
+/// A fresh, empty database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub url: String,
+    pub provider: Provider,
+    pub startup: Duration,
+}
+
+/// Removes what killed earlier runs left behind: containers, throwaway databases cannot
+/// be found without a server, so those are swept by [`postgres`] when it uses one.
+pub fn sweep_leftovers() {
+    docker::sweep_leftover_containers();
+    local_cluster::sweep_leftover_clusters();
+    janitor::sweep_leftover_dirs();
+}
+
+/// Provisions a fresh PostgreSQL database, registered with `janitor`.
+pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<Database> {
+    let started = Instant::now();
+    let choice = match options.choice {
+        PgProviderChoice::Auto if docker::engine_answers() => PgProviderChoice::Container,
+        PgProviderChoice::Auto if options.server_url.is_some() => PgProviderChoice::Url,
+        PgProviderChoice::Auto if find_bindir().is_some() => PgProviderChoice::Local,
+        PgProviderChoice::Auto => bail!(
+            "no PostgreSQL is available: no Docker engine answers, TENANTGATE_PG_URL is not set, and no PostgreSQL server binaries were found\n\
+             fix one of:\n  - start Docker (the image is {image}; without a registry build one with `cargo xtask pg-image`)\n  \
+             - pass --pg-url postgres://user:password@host/db of a server where the user may CREATE DATABASE\n  \
+             - install the server binaries (Debian/Ubuntu: `apt-get install postgresql`; or set TENANTGATE_PG_BINDIR)\n  \
+             - or test SQLite alone with --backend sqlite",
+            image = options.image
+        ),
+        forced => forced,
+    };
+    let (url, provider) = match choice {
+        PgProviderChoice::Container => {
+            if !docker::engine_answers() {
+                bail!(
+                    "--pg-provider container: no Docker engine answers at {}\nfix: start Docker (`dockerd &` or `systemctl start docker`), or use --pg-provider local",
+                    docker::engine_address()
+                );
+            }
+            let url = container::start(&options.image, janitor).await?;
+            (
+                url,
+                Provider::Container {
+                    image: options.image.clone(),
+                },
+            )
+        }
+        PgProviderChoice::Url => {
+            let Some(server_url) = &options.server_url else {
+                bail!("--pg-provider url needs --pg-url or TENANTGATE_PG_URL");
+            };
+            let (url, address) = server::create_throwaway_database(server_url, janitor).await?;
+            (url, Provider::Server { address })
+        }
+        PgProviderChoice::Local => {
+            let Some(bindir) = find_bindir() else {
+                bail!(
+                    "--pg-provider local: no PostgreSQL server binaries (initdb, postgres) found\nfix: `apt-get install postgresql`, or set TENANTGATE_PG_BINDIR to the folder that holds initdb"
+                );
+            };
+            let cluster = LocalCluster::start(&bindir).await?;
+            let url = cluster.url.clone();
+            janitor.register(Resource::Cluster(cluster));
+            (
+                url,
+                Provider::LocalBinaries {
+                    bindir: bindir.display().to_string(),
+                },
+            )
+        }
+        PgProviderChoice::Auto => unreachable!("resolved above"),
+    };
+    Ok(Database {
+        url,
+        provider,
+        startup: started.elapsed(),
+    })
+}
+
+/// Provisions a fresh SQLite database file in a temporary folder.
+pub fn sqlite(janitor: &Janitor) -> anyhow::Result<Database> {
+    let started = Instant::now();
+    let dir = janitor::temp_dir("sqlite")?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("rehearsal.db").display()
+    );
+    janitor.register(Resource::TempDir(dir));
+    Ok(Database {
+        url,
+        provider: Provider::SqliteFile,
+        startup: started.elapsed(),
+    })
+}
+
+/// Whether a process with this id runs on this machine.
+pub(crate) fn process_alive(pid: i32) -> bool {
+    // kill(pid, 0) checks existence without sending anything; EPERM still means it exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// Retries connecting until the server accepts, or `timeout` passes.
+pub(crate) async fn wait_until_accepting(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match sqlx::PgConnection::connect(url).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(error) if Instant::now() >= deadline => {
+                bail!(
+                    "PostgreSQL did not accept connections within {} s: {error}",
+                    timeout.as_secs()
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! One backend's rehearsal, the heart of `cargo xtask migrate-test`: provision a fresh
+//! database, apply the migrations one at a time, seed the fixture at the configured
+//! version, apply the rest, run the post-migration checks, and assert the schema snapshot.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::migrate::{Migrate, MigrateError, Migration};
+use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
+
+use app::Backend;
+
+use crate::checks::{self, CheckOutcome, Failure};
+use crate::config::Config;
+use crate::db::Conn;
+use crate::migration_set::MigrationSet;
+use crate::provision::{self, Janitor, PgOptions};
+use crate::schema::Schema;
+
+/// What a rehearsal did and found, for the report.
+#[derive(Debug)]
+pub struct BackendReport {
+    pub backend: Backend,
+    pub provider: Option<String>,
+    /// "embedded in app" or the folder read from disk.
+    pub source: String,
+    pub migrations_total: usize,
+    pub steps: Vec<Step>,
+    pub checks: Vec<CheckOutcome>,
+    pub phases: Vec<(&'static str, Duration)>,
+    /// An error that stopped the rehearsal before its checks could run.
+    pub fatal: Option<Failure>,
+    pub schema_text: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub version: i64,
+    pub file: String,
+    pub duration: Duration,
+}
+
+impl BackendReport {
+    pub fn passed(&self) -> bool {
+        self.fatal.is_none() && self.checks.iter().all(CheckOutcome::passed)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &Failure)> {
+        self.fatal
+            .iter()
+            .map(|failure| ("rehearsal", failure))
+            .chain(
+                self.checks
+                    .iter()
+                    .flat_map(|check| check.failures.iter().map(move |f| (check.name, f))),
+            )
+    }
+}
+
+/// Rehearses the migrations of `backend`; never returns early without a report.
+pub async fn rehearse(
+    backend: Backend,
+    config: &Config,
+    pg: &PgOptions,
+    janitor: &Janitor,
+) -> BackendReport {
+    let mut report = BackendReport {
+        backend,
+        provider: None,
+        source: String::new(),
+        migrations_total: 0,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        phases: Vec::new(),
+        fatal: None,
+        schema_text: None,
+    };
+    if let Err(failure) = run(&mut report, config, pg, janitor).await {
+        report.fatal = Some(failure);
+    }
+    report
+}
+
+async fn run(
+    report: &mut BackendReport,
+    config: &Config,
+    pg: &PgOptions,
+    janitor: &Janitor,
+) -> Result<(), Failure> {
+    let backend = report.backend;
+    let set = MigrationSet::load(backend, config.migrations_dir(backend))
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    report.source = if set.embedded {
+        "embedded in app".to_string()
+    } else {
+        crate::display_path(&set.dir)
+    };
+    report.migrations_total = set.ups().count();
+    if !set.ups().any(|m| m.version == config.seed_at_version) {
+        return Err(Failure::new(format!(
+            "fixtures.seed_at_version = {} in {}, but {} has no migration with that version",
+            config.seed_at_version,
+            crate::display_path(&config.path),
+            crate::display_path(&set.dir)
+        )));
+    }
+
+    let phase = Instant::now();
+    let database = match backend {
+        Backend::Postgres => provision::postgres(pg, janitor).await,
+        Backend::Sqlite => provision::sqlite(janitor),
+    }
+    .map_err(|error| Failure::new(format!("provision: {error:#}")))?;
+    report.provider = Some(database.provider.to_string());
+    let mut conn = Conn::connect(backend, &database.url)
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    report.phases.push(("provision", phase.elapsed()));
+
+    let result = rehearse_on(report, config, &set, &mut conn).await;
+    conn.close().await;
+    result
+}
+
+async fn rehearse_on(
+    report: &mut BackendReport,
+    config: &Config,
+    set: &MigrationSet,
+    conn: &mut Conn,
+) -> Result<(), Failure> {
+    let table_name = set.migrator.table_name.to_string();
+    ensure_migrations_table(conn, &table_name)
+        .await
+        .map_err(|error| Failure::new(format!("create the migrations table: {error}")))?;
+
+    let phase = Instant::now();
+    let mut seed_time = Duration::ZERO;
+    let mut created_by: BTreeMap<String, String> = BTreeMap::new();
+    let mut known_tables = table_names(conn).await?;
+    let mut seeded: Option<BTreeMap<String, i64>> = None;
+    for migration in set.ups() {
+        let file = set.file(migration.version, true);
+        let duration = apply(conn, &table_name, migration)
+            .await
+            .map_err(|error| apply_failure(&file, migration, error))?;
+        report.steps.push(Step {
+            version: migration.version,
+            file: file.clone(),
+            duration,
+        });
+        let tables = table_names(conn).await?;
+        for table in tables.iter().filter(|t| !known_tables.contains(*t)) {
+            created_by.insert(table.clone(), file.clone());
+        }
+        known_tables = tables;
+        if migration.version == config.seed_at_version {
+            let started = Instant::now();
+            seeded = Some(seed(conn, config, &known_tables, &table_name).await?);
+            seed_time = started.elapsed();
+        }
+    }
+    report
+        .phases
+        .push(("migrate", phase.elapsed().saturating_sub(seed_time)));
+
+    let phase = Instant::now();
+    let schema = Schema::read(conn, &table_name)
+        .await
+        .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
+    let context = checks::Context {
+        backend: report.backend,
+        config,
+        schema: &schema,
+        seeded: seeded
+            .as_ref()
+            .expect("the seed version was checked to exist"),
+        created_by: &created_by,
+        seed_file: crate::display_path(&config.seed_file),
+        after_seed: set
+            .ups()
+            .filter(|m| m.version > config.seed_at_version)
+            .map(|m| set.file(m.version, true))
+            .collect(),
+    };
+    report.checks = checks::run_all(conn, &context).await;
+    report
+        .phases
+        .push(("seed+checks", phase.elapsed() + seed_time));
+
+    let phase = Instant::now();
+    let text = schema.render();
+    let snapshot = crate::snapshot::assert_schema(&config.snapshot_dir, report.backend, &text);
+    let snapshot_file = config.snapshot_dir.join(format!("{}.snap", report.backend));
+    report.checks.push(CheckOutcome {
+        name: "schema-snapshot",
+        checked: 1,
+        failures: match snapshot {
+            Ok(()) => Vec::new(),
+            Err(message) => vec![Failure::in_file(
+                crate::display_path(&snapshot_file),
+                format!(
+                    "the {} schema differs from {} ({}; diff above)\nfix: if the change is intended, accept it with `cargo insta review` or `cargo xtask migrate-test --accept` and commit the snapshot",
+                    report.backend,
+                    crate::display_path(&snapshot_file),
+                    message.lines().next().unwrap_or_default()
+                ),
+            )],
+        },
+    });
+    report.schema_text = Some(text);
+    report.phases.push(("snapshot", phase.elapsed()));
+    Ok(())
+}
+
+async fn ensure_migrations_table(conn: &mut Conn, table_name: &str) -> Result<(), MigrateError> {
+    match conn {
+        Conn::Postgres(c) => c.ensure_migrations_table(table_name).await,
+        Conn::Sqlite(c) => c.ensure_migrations_table(table_name).await,
+    }
+}
+
+async fn apply(
+    conn: &mut Conn,
+    table_name: &str,
+    migration: &Migration,
+) -> Result<Duration, MigrateError> {
+    match conn {
+        Conn::Postgres(c) => c.apply(table_name, migration).await,
+        Conn::Sqlite(c) => c.apply(table_name, migration).await,
+    }
+}
+
+/// Names the file and, where the database gives a position, the line.
+fn apply_failure(file: &str, migration: &Migration, error: MigrateError) -> Failure {
+    let database_error = match &error {
+        MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)
+        | MigrateError::Execute(sqlx::Error::Database(db)) => Some(db),
+        _ => None,
+    };
+    let line = database_error
+        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+        .and_then(|pg| match pg.position() {
+            Some(PgErrorPosition::Original(position)) => Some(position),
+            _ => None,
+        })
+        .map(|position| {
+            let sql = migration.sql.as_str();
+            let byte = sql
+                .char_indices()
+                .nth(position.saturating_sub(1))
+                .map_or(sql.len(), |(i, _)| i);
+            sql[..byte].matches('\n').count() as u32 + 1
+        });
+    let message = match database_error {
+        Some(db) => db.message().to_string(),
+        None => error.to_string(),
+    };
+    let mut failure = Failure::in_file(
+        file.to_string(),
+        format!(
+            "{file}{}: migration failed: {message}",
+            line.map(|l| format!(":{l}")).unwrap_or_default()
+        ),
+    );
+    failure.line = line;
+    failure
+}
+
+async fn table_names(conn: &mut Conn) -> Result<Vec<String>, Failure> {
+    let sql = match conn {
+        Conn::Postgres(_) => {
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1"
+        }
+        Conn::Sqlite(_) => {
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+        }
+    };
+    conn.texts(sql)
+        .await
+        .map_err(|error| Failure::new(format!("list tables: {error:#}")))
+}
+
+/// After the fixture's explicit ids, PostgreSQL identity sequences must move past them.
+const REALIGN_SEQUENCES: &str = "
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN
+        SELECT c.relname, a.attname, pg_get_serial_sequence(format('%I', c.relname), a.attname) AS seq
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema() AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+    LOOP
+        IF r.seq IS NOT NULL THEN
+            EXECUTE format('SELECT setval(%L, coalesce((SELECT max(%I) FROM %I), 0) + 1, false)', r.seq, r.attname, r.relname);
+        END IF;
+    END LOOP;
+END
+$$";
+
+/// Loads the fixture and returns the row count of every table.
+async fn seed(
+    conn: &mut Conn,
+    config: &Config,
+    tables: &[String],
+    migrations_table: &str,
+) -> Result<BTreeMap<String, i64>, Failure> {
+    let file = crate::display_path(&config.seed_file);
+    let sql = std::fs::read_to_string(&config.seed_file)
+        .with_context(|| format!("read the fixture {file}"))
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    let wrapped = format!("BEGIN;\n{sql}\n;COMMIT;");
+    conn.execute(&wrapped).await.map_err(|error| {
+        Failure::in_file(
+            file.clone(),
+            format!(
+                "load the fixture {file} at version {}: {error}",
+                config.seed_at_version
+            ),
+        )
+    })?;
+    if conn.backend() == Backend::Postgres {
+        conn.execute(REALIGN_SEQUENCES).await.map_err(|error| {
+            Failure::new(format!(
+                "realign identity sequences after the fixture: {error}"
+            ))
+        })?;
+    }
+    let mut counts = BTreeMap::new();
+    for table in tables.iter().filter(|t| t.as_str() != migrations_table) {
+        let count = conn
+            .count(&format!("SELECT count(*) FROM {}", crate::db::quote(table)))
+            .await
+            .map_err(|error| Failure::new(format!("count the rows of `{table}`: {error:#}")))?;
+        counts.insert(table.clone(), count);
+    }
+    Ok(counts)
+}
+
+/// Rehearses every backend asked for, concurrently: while PostgreSQL starts, SQLite runs.
+pub async fn rehearse_all(
+    backends: &[Backend],
+    config: &Config,
+    pg: &PgOptions,
+    janitor: &Janitor,
+) -> Vec<BackendReport> {
+    let wants = |backend| backends.contains(&backend);
+    let (postgres, sqlite) = tokio::join!(
+        async {
+            if wants(Backend::Postgres) {
+                Some(rehearse(Backend::Postgres, config, pg, janitor).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if wants(Backend::Sqlite) {
+                Some(rehearse(Backend::Sqlite, config, pg, janitor).await)
+            } else {
+                None
+            }
+        },
+    );
+    postgres.into_iter().chain(sqlite).collect()
+}

@@ -1,0 +1,242 @@
+//! What a person reads at a glance (a table and a one-line verdict) and what CI reads
+//! (JUnit XML, the GitHub step summary and annotations).
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::rehearsal::BackendReport;
+
+const PHASES: [&str; 4] = ["provision", "migrate", "seed+checks", "snapshot"];
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.2} s", duration.as_secs_f64())
+}
+
+fn phase(report: &BackendReport, name: &str) -> String {
+    report
+        .phases
+        .iter()
+        .find(|(phase, _)| *phase == name)
+        .map_or("-".to_string(), |(_, d)| seconds(*d))
+}
+
+fn checks_passed(report: &BackendReport) -> (usize, usize) {
+    let passed = report.checks.iter().filter(|c| c.passed()).count();
+    (passed, report.checks.len())
+}
+
+/// The summary table.
+pub fn table(reports: &[BackendReport]) -> String {
+    let mut rows = vec![
+        [
+            "backend",
+            "provider",
+            "migrations",
+            "checks",
+            PHASES[0],
+            PHASES[1],
+            PHASES[2],
+            PHASES[3],
+            "total",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for report in reports {
+        let (passed, total) = checks_passed(report);
+        let total_time: Duration = report.phases.iter().map(|(_, d)| *d).sum();
+        let mut row = vec![
+            report.backend.to_string(),
+            report.provider.clone().unwrap_or_else(|| "-".to_string()),
+            format!("{}/{}", report.steps.len(), report.migrations_total),
+            if report.fatal.is_some() {
+                "not run".to_string()
+            } else {
+                format!("{passed}/{total}")
+            },
+        ];
+        row.extend(PHASES.iter().map(|name| phase(report, name)));
+        row.push(seconds(total_time));
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// Every failure, one block each: backend, check, message (which names file, table, fix).
+pub fn failures(reports: &[BackendReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        for (check, failure) in report.failures() {
+            let _ = writeln!(
+                out,
+                "FAIL {} · {check}: {}",
+                report.backend,
+                failure.message.replace('\n', "\n    ")
+            );
+        }
+    }
+    out
+}
+
+/// The one-line verdict.
+pub fn verdict(reports: &[BackendReport], elapsed: Duration) -> String {
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.backend.to_string())
+        .collect();
+    let failures: usize = reports.iter().map(|r| r.failures().count()).sum();
+    let backends: Vec<String> = reports.iter().map(|r| r.backend.to_string()).collect();
+    if failed.is_empty() {
+        let checks: usize = reports.iter().map(|r| r.checks.len()).sum();
+        format!(
+            "migrate-test: PASS — {} ({checks} checks) in {}",
+            backends.join(" + "),
+            seconds(elapsed)
+        )
+    } else {
+        format!(
+            "migrate-test: FAIL — {failures} failure(s) on {} in {}",
+            failed.join(" + "),
+            seconds(elapsed)
+        )
+    }
+}
+
+/// Per-migration timings, for `--verbose`.
+pub fn steps(reports: &[BackendReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        for step in &report.steps {
+            let _ = writeln!(
+                out,
+                "  {:8}  {:>8}  {}",
+                report.backend,
+                format!("{:.1} ms", step.duration.as_secs_f64() * 1000.0),
+                step.file
+            );
+        }
+    }
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// JUnit XML: a test suite per backend, a test case per check.
+pub fn junit(reports: &[BackendReport]) -> String {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"migrate-test\">\n",
+    );
+    for report in reports {
+        let failures = report.checks.iter().filter(|c| !c.passed()).count()
+            + usize::from(report.fatal.is_some());
+        let total_time: Duration = report.phases.iter().map(|(_, d)| *d).sum();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
+            report.backend,
+            report.checks.len() + 1,
+            total_time.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"apply-migrations\">",
+            report.backend
+        );
+        if let Some(fatal) = &report.fatal {
+            let _ = writeln!(
+                out,
+                "      <failure message=\"{}\"/>",
+                xml_escape(&fatal.message)
+            );
+        }
+        out.push_str("    </testcase>\n");
+        for check in &report.checks {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\">",
+                report.backend, check.name
+            );
+            for failure in &check.failures {
+                let _ = writeln!(
+                    out,
+                    "      <failure message=\"{}\"/>",
+                    xml_escape(&failure.message)
+                );
+            }
+            out.push_str("    </testcase>\n");
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// Writes the JUnit report, and on GitHub Actions the step summary and annotations.
+pub fn write_ci_reports(
+    reports: &[BackendReport],
+    junit_path: &Path,
+    verdict_line: &str,
+) -> anyhow::Result<()> {
+    if let Some(parent) = junit_path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    std::fs::write(junit_path, junit(reports))
+        .with_context(|| format!("write {}", junit_path.display()))?;
+    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
+        let mut text = format!("### {verdict_line}\n\n```\n{}```\n", table(reports));
+        let failures = failures(reports);
+        if !failures.is_empty() {
+            let _ = write!(text, "\n```\n{failures}```\n");
+        }
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .with_context(|| format!("open {summary}"))?;
+        file.write_all(text.as_bytes())?;
+    }
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        for report in reports {
+            for (check, failure) in report.failures() {
+                let location = match (&failure.file, failure.line) {
+                    (Some(file), Some(line)) => format!(" file={file},line={line},"),
+                    (Some(file), None) => format!(" file={file},"),
+                    _ => " ".to_string(),
+                };
+                // Annotation data escapes newlines as %0A.
+                let message = failure
+                    .message
+                    .replace('%', "%25")
+                    .replace('\r', "")
+                    .replace('\n', "%0A");
+                println!(
+                    "::error{location}title={} {check}::{message}",
+                    report.backend
+                );
+            }
+        }
+    }
+    Ok(())
+}
