@@ -1,1 +1,91 @@
+//! Helpers shared by the integration tests: real databases from the harness's own
+//! provisioning, and scratch copies of the migrations to break on purpose.
 
+use std::path::{Path, PathBuf};
+
+use app::Backend;
+use xtask::provision::{self, Database, Janitor, PgOptions};
+
+/// A fresh database of `backend`, registered with `janitor`. PostgreSQL comes from the
+/// same providers as `cargo xtask migrate-test` (TENANTGATE_PG_* variables included).
+pub async fn fresh_database(backend: Backend, janitor: &Janitor) -> anyhow::Result<Database> {
+    match backend {
+        Backend::Postgres => provision::postgres(&PgOptions::from_env(), janitor).await,
+        Backend::Sqlite => provision::sqlite(janitor),
+    }
+}
+
+/// A copy of `migrations/` (both folders, the snapshots and the configuration) and of the
+/// fixture, laid out as in the repository, in a temporary folder.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> anyhow::Result<Scratch> {
+        let root = xtask::project_root();
+        let dir = tempfile::Builder::new()
+            .prefix("tenantgate-scratch-")
+            .tempdir()?;
+        copy_dir(&root.join("migrations"), &dir.path().join("migrations"))?;
+        copy_dir(
+            &root.join("tests/fixtures"),
+            &dir.path().join("tests/fixtures"),
+        )?;
+        Ok(Scratch { dir })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("migrations/tenantgate.toml")
+    }
+
+    pub fn config(&self) -> anyhow::Result<xtask::config::Config> {
+        xtask::config::Config::load(&self.config_path())
+    }
+
+    pub fn migrations_dir(&self, backend: Backend) -> PathBuf {
+        self.dir.path().join("migrations").join(backend.name())
+    }
+
+    /// Adds `<version>_<name>.up.sql` and `.down.sql` to the backend's folder.
+    pub fn add_migration(
+        &self,
+        backend: Backend,
+        version: &str,
+        name: &str,
+        up: &str,
+        down: &str,
+    ) -> anyhow::Result<()> {
+        let dir = self.migrations_dir(backend);
+        std::fs::write(dir.join(format!("{version}_{name}.up.sql")), up)?;
+        std::fs::write(dir.join(format!("{version}_{name}.down.sql")), down)?;
+        Ok(())
+    }
+
+    /// Replaces `from` with `to` in one migration file, which must contain it.
+    pub fn edit(&self, backend: Backend, file: &str, from: &str, to: &str) -> anyhow::Result<()> {
+        let path = self.migrations_dir(backend).join(file);
+        let text = std::fs::read_to_string(&path)?;
+        anyhow::ensure!(
+            text.contains(from),
+            "{} does not contain {from:?}",
+            path.display()
+        );
+        std::fs::write(&path, text.replacen(from, to, 1))?;
+        Ok(())
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}

@@ -99,6 +99,17 @@ fn migration_files(dir: &Path) -> anyhow::Result<BTreeMap<(i64, bool), PathBuf>>
     Ok(files)
 }
 
+/// Compares the migrator embedded in `app` for `backend` with the files in `dir`.
+pub async fn compare_with_embedded(backend: Backend, dir: &Path) -> anyhow::Result<()> {
+    let on_disk = read_dir_migrator(dir).await?;
+    check_embedded_matches_disk(
+        backend,
+        backend.migrator(),
+        &on_disk,
+        &migration_files(dir)?,
+    )
+}
+
 /// The embedded migrator must be byte for byte the folder on disk; a difference means the
 /// binary in hand was built from other files (a stale build, or an edit cargo missed).
 fn check_embedded_matches_disk(

@@ -136,7 +136,6 @@ impl PgImage {
                 --change 'ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]'
                 --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
                 --change 'EXPOSE 5432'
-                --change 'STOPSIGNAL SIGINT'
                 {tarball} {tag}"
         )
         .quiet()

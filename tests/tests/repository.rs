@@ -1,0 +1,124 @@
+//! Invariants of the repository, enforced by plain `cargo test`.
+
+use app::Backend;
+use tenantgate_tests::Scratch;
+use xtask::config::Config;
+use xtask::migration_set::{MigrationSet, compare_with_embedded};
+
+#[tokio::test]
+async fn the_embedded_migrations_are_the_files_on_disk() {
+    for backend in Backend::ALL {
+        let set = MigrationSet::load(backend, std::path::Path::new(backend.embedded_dir()))
+            .await
+            .unwrap();
+        assert!(
+            set.embedded,
+            "{backend}: the harness must use the migrator embedded in app"
+        );
+        assert_eq!(set.ups().count(), 7);
+    }
+}
+
+#[tokio::test]
+async fn an_edited_file_is_named_when_it_differs_from_the_embedded_copy() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .edit(
+            Backend::Postgres,
+            "0002_create_sales.up.sql",
+            "CREATE TABLE promotions",
+            "CREATE TABLE promos",
+        )
+        .unwrap();
+    std::fs::remove_file(
+        scratch
+            .migrations_dir(Backend::Postgres)
+            .join("0007_enable_row_level_security.down.sql"),
+    )
+    .unwrap();
+    let error = compare_with_embedded(
+        Backend::Postgres,
+        &scratch.migrations_dir(Backend::Postgres),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("0002_create_sales.up.sql differs from the copy embedded in app"),
+        "{error}"
+    );
+    assert!(
+        error.contains("embedded in app but no longer on disk"),
+        "{error}"
+    );
+    assert!(error.contains("cargo build -p app"), "{error}");
+}
+
+#[test]
+fn both_backends_carry_the_same_versions_and_names() {
+    let names = |backend: Backend| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(backend.embedded_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(Backend::Postgres), names(Backend::Sqlite));
+}
+
+#[test]
+fn every_migration_has_a_non_empty_down_migration() {
+    let mut missing = Vec::new();
+    for backend in Backend::ALL {
+        for entry in std::fs::read_dir(backend.embedded_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".up.sql") {
+                let down = path.with_file_name(format!("{stem}.down.sql"));
+                if std::fs::read_to_string(&down)
+                    .map(|t| t.trim().is_empty())
+                    .unwrap_or(true)
+                {
+                    missing.push(down.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing or empty down migrations: {missing:#?}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_says_what_is_wrong() {
+    let scratch = Scratch::new().unwrap();
+    let path = scratch.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("column = \"tenant_id\"", "colum = \"tenant_id\""),
+    )
+    .unwrap();
+    let error = format!("{:#}", Config::load(&path).unwrap_err());
+    assert!(
+        error.contains("tenantgate.toml is not a valid harness configuration"),
+        "{error}"
+    );
+    assert!(error.contains("colum"), "{error}");
+
+    std::fs::write(
+        &path,
+        text.replace(
+            "seed = \"../tests/fixtures/seed.sql\"",
+            "seed = \"nowhere.sql\"",
+        ),
+    )
+    .unwrap();
+    let error = format!("{:#}", Config::load(&path).unwrap_err());
+    assert!(
+        error.contains("`fixtures.seed` names") && error.contains("nowhere.sql"),
+        "{error}"
+    );
+}
