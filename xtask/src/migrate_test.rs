@@ -108,6 +108,7 @@ impl MigrateTest {
             for line in janitor.finish(false).await {
                 eprintln!("{line}");
             }
+            provision::remove_strays_of_this_run();
             eprintln!(
                 "migrate-test: interrupted; removed every container, database and temporary file of this run"
             );

@@ -9,7 +9,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -159,11 +159,25 @@ impl LocalCluster {
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
-    /// Immediate shutdown (SIGQUIT), then removes the folder. Idempotent.
+    /// Immediate shutdown, then removes the folder. Idempotent, and bounded: a postmaster
+    /// signalled in its first milliseconds, before it handles signals, can miss a SIGQUIT,
+    /// so it is repeated, and after five seconds the postmaster is killed.
     pub fn stop(&mut self) {
-        if let Ok(None) = self.postmaster.try_wait() {
-            unsafe { libc::kill(self.postmaster.id() as i32, libc::SIGQUIT) };
-            let _ = self.postmaster.wait();
+        let pid = self.postmaster.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut next_signal = Instant::now();
+        while let Ok(None) = self.postmaster.try_wait() {
+            let now = Instant::now();
+            if now >= deadline {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = self.postmaster.wait();
+                break;
+            }
+            if now >= next_signal {
+                unsafe { libc::kill(pid, libc::SIGQUIT) };
+                next_signal = now + Duration::from_millis(200);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();

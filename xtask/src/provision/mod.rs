@@ -93,6 +93,12 @@ pub fn sweep_leftovers() {
     janitor::sweep_leftover_dirs();
 }
 
+/// After an interruption: removes what was being created when the run was stopped, which
+/// the janitor could not know of yet.
+pub fn remove_strays_of_this_run() {
+    docker::remove_containers_of_this_run();
+}
+
 /// Provisions a fresh PostgreSQL database, registered with `janitor`.
 pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<Database> {
     let started = Instant::now();

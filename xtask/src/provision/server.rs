@@ -2,10 +2,18 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::{Janitor, Resource};
+
+const CONNECT_FIX: &str = "fix: check that the server runs and that the URL, user and password are right, or leave --pg-url/TENANTGATE_PG_URL unset to use Docker or local binaries";
+
+fn cannot_connect(address: &str) -> String {
+    format!(
+        "cannot connect to the PostgreSQL server given by --pg-url/TENANTGATE_PG_URL ({address})"
+    )
+}
 
 /// Every throwaway database is named `tenantgate_<pid>_<nanos>`.
 const NAME_PREFIX: &str = "tenantgate_";
@@ -17,13 +25,16 @@ pub(crate) async fn create_throwaway_database(
     janitor: &Janitor,
 ) -> anyhow::Result<(String, String)> {
     let address = redacted_address(server_url);
-    let mut admin = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(server_url))
-        .await
-        .map_err(|_| anyhow::format_err!("timed out"))
-        .and_then(|result| result.map_err(anyhow::Error::from))
-        .with_context(|| {
-            format!("cannot connect to the PostgreSQL server given by --pg-url/TENANTGATE_PG_URL ({address})\nfix: check that the server runs and the URL, user and password are right, or leave the URL unset to use Docker or local binaries")
-        })?;
+    let connected =
+        tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(server_url)).await;
+    let mut admin = match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => bail!("{}: {error}\n{CONNECT_FIX}", cannot_connect(&address)),
+        Err(_) => bail!(
+            "{}: no answer within 10 s\n{CONNECT_FIX}",
+            cannot_connect(&address)
+        ),
+    };
     sweep_leftover_databases(&mut admin).await;
     let name = format!(
         "{NAME_PREFIX}{}_{}",

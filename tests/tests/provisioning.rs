@@ -1,0 +1,135 @@
+//! Every PostgreSQL provider gives a working database and takes it away again; bad input
+//! gets an error that says what to do and never prints a password.
+
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use xtask::provision::{self, Janitor, PgOptions, PgProviderChoice, find_bindir};
+
+async fn connects(url: &str) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(url)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[tokio::test]
+async fn a_local_cluster_runs_as_a_non_root_user_and_is_gone_afterwards() {
+    assert!(
+        find_bindir().is_some(),
+        "PostgreSQL server binaries are needed (apt-get install postgresql)"
+    );
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Local,
+        ..PgOptions::from_env()
+    };
+    let database = provision::postgres(&options, &janitor).await.unwrap();
+    assert!(database.provider.to_string().starts_with("local binaries"));
+    let mut conn = PgConnection::connect(&database.url).await.unwrap();
+    let data_directory: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fsync, "off");
+    conn.close().await.unwrap();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&data_directory).unwrap());
+    assert_ne!(
+        owner, 0,
+        "initdb refuses root: the cluster must belong to another user"
+    );
+
+    assert!(janitor.finish(false).await.is_empty());
+    assert!(
+        !connects(&database.url).await,
+        "the cluster still accepts connections"
+    );
+    assert!(
+        !std::path::Path::new(&data_directory).exists(),
+        "{data_directory} was left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_throwaway_database_on_an_existing_server_is_dropped_afterwards() {
+    // The "existing server" is itself a fresh one from the default providers.
+    let server_janitor = Janitor::new();
+    let server = provision::postgres(&PgOptions::from_env(), &server_janitor)
+        .await
+        .unwrap();
+
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Url,
+        server_url: Some(server.url.clone()),
+        ..PgOptions::from_env()
+    };
+    let database = provision::postgres(&options, &janitor).await.unwrap();
+    assert!(database.provider.to_string().starts_with("server ("));
+    assert!(
+        !database.provider.to_string().contains("tg"),
+        "the report must not show the password"
+    );
+    let name = database.url.rsplit('/').next().unwrap().to_string();
+    assert!(name.starts_with("tenantgate_"), "{name}");
+    assert!(connects(&database.url).await);
+
+    assert!(janitor.finish(false).await.is_empty());
+    let mut admin = PgConnection::connect(&server.url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "{name} was not dropped");
+    admin.close().await.unwrap();
+    server_janitor.finish(false).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error_without_the_password() {
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Url,
+        server_url: Some("postgres://app:hunter2secret@127.0.0.1:1/shop".to_string()),
+        ..PgOptions::from_env()
+    };
+    let error = format!(
+        "{:#}",
+        provision::postgres(&options, &janitor).await.unwrap_err()
+    );
+    assert!(
+        error.contains("cannot connect to the PostgreSQL server given by --pg-url"),
+        "{error}"
+    );
+    assert!(error.contains("127.0.0.1:1"), "{error}");
+    assert!(error.contains("fix:"), "{error}");
+    assert!(
+        !error.contains("hunter2secret"),
+        "the password leaked: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_image_says_how_to_build_one() {
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Container,
+        image: "tenantgate/no-such-image:0".to_string(),
+        ..PgOptions::from_env()
+    };
+    let error = format!(
+        "{:#}",
+        provision::postgres(&options, &janitor).await.unwrap_err()
+    );
+    // Without a Docker engine the error says so; with one, it names the image and the fix.
+    let no_engine = error.contains("no Docker engine answers") && error.contains("fix:");
+    let no_image =
+        error.contains("tenantgate/no-such-image:0") && error.contains("cargo xtask pg-image");
+    assert!(no_engine || no_image, "{error}");
+    assert!(janitor.finish(false).await.is_empty());
+}
