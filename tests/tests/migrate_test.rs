@@ -5,11 +5,18 @@ use app::Backend;
 use tenantgate_tests::Scratch;
 use xtask::config::Config;
 use xtask::provision::{Janitor, PgOptions};
-use xtask::rehearsal::{BackendReport, rehearse_all};
+use xtask::rehearsal::{BackendReport, Progress, rehearse_all};
 
 async fn rehearse(config: &Config, backends: &[Backend]) -> Vec<BackendReport> {
     let janitor = Janitor::new();
-    let reports = rehearse_all(backends, config, &PgOptions::from_env(), &janitor).await;
+    let reports = rehearse_all(
+        backends,
+        config,
+        &PgOptions::from_env(),
+        &janitor,
+        Progress::Quiet,
+    )
+    .await;
     let leftovers = janitor.finish(false).await;
     assert!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
     reports

@@ -17,8 +17,12 @@ async fn shops(db: &Db) -> anyhow::Result<()> {
     db.migrate().await?;
     let insert_tenants = "INSERT INTO tenants (id, slug, name) VALUES (10, 'acme-repairs', 'Acme'), (20, 'bolt-phones', 'Bolt'), (30, 'cedar-books', 'Cedar')";
     match db {
-        Db::Postgres(pool) => drop(pool.execute(insert_tenants).await?),
-        Db::Sqlite(pool) => drop(pool.execute(insert_tenants).await?),
+        Db::Postgres(pool) => {
+            pool.execute(insert_tenants).await?;
+        }
+        Db::Sqlite(pool) => {
+            pool.execute(insert_tenants).await?;
+        }
     }
     for (id, slug) in SHOPS {
         let shop = db.tenant(TenantId(id));

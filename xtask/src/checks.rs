@@ -283,12 +283,12 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
     let mut checked = 0;
     // The fixture's tables are small enough that PostgreSQL would rightly scan them;
     // what matters is that an index can serve the filter, so sequential scans are priced out.
-    if let Conn::Postgres(_) = conn {
-        if let Err(error) = conn.execute("SET enable_seqscan = off").await {
-            failures.push(Failure::new(format!(
-                "disable sequential scans for EXPLAIN: {error}"
-            )));
-        }
+    if let Conn::Postgres(_) = conn
+        && let Err(error) = conn.execute("SET enable_seqscan = off").await
+    {
+        failures.push(Failure::new(format!(
+            "disable sequential scans for EXPLAIN: {error}"
+        )));
     }
     for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
         checked += 1;
@@ -338,6 +338,9 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
     }
 }
 
+/// A row of `PRAGMA foreign_key_check`: table, rowid, parent, foreign key id.
+type ForeignKeyViolation = (String, Option<i64>, String, i64);
+
 /// No orphan rows and no unvalidated foreign keys.
 async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
     let mut failures = Vec::new();
@@ -350,7 +353,7 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
                 .values()
                 .map(|t| t.foreign_keys.len())
                 .sum();
-            let rows: Result<Vec<(String, Option<i64>, String, i64)>, _> = sqlx::query_as(
+            let rows: Result<Vec<ForeignKeyViolation>, _> = sqlx::query_as(
                 "SELECT \"table\", rowid, parent, fkid FROM pragma_foreign_key_check",
             )
             .fetch_all(c)

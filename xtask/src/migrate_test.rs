@@ -100,7 +100,7 @@ impl MigrateTest {
             xtask::display_path(&config.path)
         );
         let reports = tokio::select! {
-            reports = rehearsal::rehearse_all(backends, config, pg, &janitor) => Some(reports),
+            reports = rehearsal::rehearse_all(backends, config, pg, &janitor, rehearsal::Progress::Lines) => Some(reports),
             () = interrupted() => None,
         };
         let Some(reports) = reports else {

@@ -64,6 +64,7 @@ pub async fn rehearse(
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
+    progress: Progress,
 ) -> BackendReport {
     let mut report = BackendReport {
         backend,
@@ -76,7 +77,7 @@ pub async fn rehearse(
         fatal: None,
         schema_text: None,
     };
-    if let Err(failure) = run(&mut report, config, pg, janitor).await {
+    if let Err(failure) = run(&mut report, config, pg, janitor, progress).await {
         report.fatal = Some(failure);
     }
     report
@@ -87,6 +88,7 @@ async fn run(
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
+    progress: Progress,
 ) -> Result<(), Failure> {
     let backend = report.backend;
     let set = MigrationSet::load(backend, config.migrations_dir(backend))
@@ -114,12 +116,34 @@ async fn run(
     }
     .map_err(|error| Failure::new(format!("provision: {error:#}")))?;
     report.provider = Some(database.provider.to_string());
+    progress.say(
+        backend,
+        &format!(
+            "database ready from {} in {:.2} s",
+            database.provider,
+            database.startup.as_secs_f64()
+        ),
+    );
     let mut conn = Conn::connect(backend, &database.url)
         .await
         .map_err(|error| Failure::new(format!("{error:#}")))?;
     report.phases.push(("provision", phase.elapsed()));
 
     let result = rehearse_on(report, config, &set, &mut conn).await;
+    progress.say(
+        backend,
+        &format!(
+            "{} of {} migrations applied, {} checks run{}",
+            report.steps.len(),
+            report.migrations_total,
+            report.checks.len(),
+            if result.is_err() {
+                ", stopped by a failure"
+            } else {
+                ""
+            }
+        ),
+    );
     conn.close().await;
     result
 }
@@ -341,25 +365,41 @@ async fn seed(
     Ok(counts)
 }
 
+/// Whether to print a line as each long step ends (the CLI does; tests do not).
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    Quiet,
+    Lines,
+}
+
+impl Progress {
+    fn say(self, backend: Backend, message: &str) {
+        if let Progress::Lines = self {
+            eprintln!("  {backend:8}  {message}");
+        }
+    }
+}
+
 /// Rehearses every backend asked for, concurrently: while PostgreSQL starts, SQLite runs.
 pub async fn rehearse_all(
     backends: &[Backend],
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
+    progress: Progress,
 ) -> Vec<BackendReport> {
     let wants = |backend| backends.contains(&backend);
     let (postgres, sqlite) = tokio::join!(
         async {
             if wants(Backend::Postgres) {
-                Some(rehearse(Backend::Postgres, config, pg, janitor).await)
+                Some(rehearse(Backend::Postgres, config, pg, janitor, progress).await)
             } else {
                 None
             }
         },
         async {
             if wants(Backend::Sqlite) {
-                Some(rehearse(Backend::Sqlite, config, pg, janitor).await)
+                Some(rehearse(Backend::Sqlite, config, pg, janitor, progress).await)
             } else {
                 None
             }

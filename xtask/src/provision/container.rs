@@ -55,7 +55,7 @@ pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<Stri
         port.as_ref().map_or(0, |p| *p)
     );
     janitor.register(Resource::Container {
-        container,
+        container: Box::new(container),
         url: url.clone(),
     });
     if let Err(error) = port {

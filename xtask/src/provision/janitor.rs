@@ -13,7 +13,7 @@ pub(crate) const TEMP_PREFIX: &str = "tenantgate-";
 /// Something a run created and must remove.
 pub enum Resource {
     Container {
-        container: ContainerAsync<GenericImage>,
+        container: Box<ContainerAsync<GenericImage>>,
         url: String,
     },
     /// A throwaway database on an existing server.
@@ -144,10 +144,10 @@ pub(crate) fn sweep_leftover_dirs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = owner_pid(&name, "sqlite") {
-            if !super::process_alive(pid) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        if let Some(pid) = owner_pid(&name, "sqlite")
+            && !super::process_alive(pid)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

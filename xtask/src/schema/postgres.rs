@@ -68,6 +68,21 @@ WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND a.grantee <> 
 GROUP BY 1, 2
 ORDER BY 1, 2";
 
+/// table, column, type, not null, default, identity
+type ColumnRow = (String, String, String, bool, Option<String>, Option<String>);
+/// table, index, unique, key columns, backs a constraint, predicate
+type IndexRow = (String, String, bool, Vec<String>, bool, Option<String>);
+/// table, policy, permissive, roles, command, using, with check
+type PolicyRow = (
+    String,
+    String,
+    bool,
+    Vec<String>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+/// table, constraint, kind, validated, columns, referenced table, referenced columns, on delete, definition
 type ConstraintRow = (
     String,
     String,
@@ -98,8 +113,7 @@ pub(super) async fn read(
             },
         );
     }
-    let columns: Vec<(String, String, String, bool, Option<String>, Option<String>)> =
-        sqlx::query_as(COLUMNS).fetch_all(&mut *conn).await?;
+    let columns: Vec<ColumnRow> = sqlx::query_as(COLUMNS).fetch_all(&mut *conn).await?;
     for (table, name, data_type, not_null, default, identity) in columns {
         if let Some(table) = schema.tables.get_mut(&table) {
             table.columns.push(Column {
@@ -147,8 +161,7 @@ pub(super) async fn read(
             }),
         }
     }
-    let indexes: Vec<(String, String, bool, Vec<String>, bool, Option<String>)> =
-        sqlx::query_as(INDEXES).fetch_all(&mut *conn).await?;
+    let indexes: Vec<IndexRow> = sqlx::query_as(INDEXES).fetch_all(&mut *conn).await?;
     for (table, name, unique, mut columns, backs_constraint, predicate) in indexes {
         let Some(table) = schema.tables.get_mut(&table) else {
             continue;
@@ -163,15 +176,7 @@ pub(super) async fn read(
             backs_constraint,
         });
     }
-    let policies: Vec<(
-        String,
-        String,
-        bool,
-        Vec<String>,
-        String,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(POLICIES).fetch_all(&mut *conn).await?;
+    let policies: Vec<PolicyRow> = sqlx::query_as(POLICIES).fetch_all(&mut *conn).await?;
     for (table, name, permissive, roles, command, using, with_check) in policies {
         let Some(table) = schema.tables.get_mut(&table) else {
             continue;
