@@ -4,11 +4,13 @@
 //!   and SQLite databases, checks tenancy and data preservation, and snapshots the schema;
 //! - `pg-image` builds a PostgreSQL image from Debian packages, for machines that reach
 //!   no container registry;
-//! - `ci` runs the whole gate the way CI does.
+//! - `ci` runs the whole gate the way CI does;
+//! - `schema` prints a database's schema as the snapshots hold it.
 
 mod ci;
 mod migrate_test;
 mod pg_image;
+mod schema_command;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ enum Command {
     PgImage(pg_image::PgImage),
     /// Run the gate CI runs: format, lints, workspace tests, migrate-test.
     Ci(ci::Ci),
+    /// Print a database's schema as the snapshots hold it.
+    Schema(schema_command::SchemaCommand),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::MigrateTest(command) => command.run(),
         Command::PgImage(command) => command.run().map(|()| ExitCode::SUCCESS),
         Command::Ci(command) => command.run().map(|()| ExitCode::SUCCESS),
+        Command::Schema(command) => command.run(),
     };
     match result {
         Ok(code) => code,
