@@ -46,17 +46,20 @@ pub(crate) fn engine_answers() -> bool {
 /// Removes containers of earlier runs whose process is gone (killed with SIGKILL, or a
 /// crash): testcontainers-rs has no reaper of its own.
 pub(crate) fn sweep_leftover_containers() {
-    remove_containers_where(|pid| !super::process_alive(pid));
+    remove_containers_where(|pid, id| {
+        !super::process_alive(pid) && !super::janitor::was_kept_container(id)
+    });
 }
 
 /// Removes this run's own containers, including one whose start was interrupted before
 /// the janitor knew of it.
 pub(crate) fn remove_containers_of_this_run() {
     let this_run = std::process::id() as i32;
-    remove_containers_where(|pid| pid == this_run);
+    remove_containers_where(|pid, _| pid == this_run);
 }
 
-fn remove_containers_where(owner_is_gone: impl Fn(i32) -> bool) {
+/// Removes our containers for which `remove(owner pid, short id)` is true.
+fn remove_containers_where(remove: impl Fn(i32, &str) -> bool) {
     if !engine_answers() {
         return;
     }
@@ -78,7 +81,7 @@ fn remove_containers_where(owner_is_gone: impl Fn(i32) -> bool) {
         let (Some(id), Some(pid)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if pid.parse().is_ok_and(&owner_is_gone) {
+        if pid.parse().is_ok_and(|pid| remove(pid, id)) {
             let _ = xshell::cmd!(shell, "docker rm -f -v {id}")
                 .quiet()
                 .ignore_stdout()

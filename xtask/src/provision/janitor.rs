@@ -23,7 +23,11 @@ pub enum Resource {
         display_url: String,
     },
     Cluster(LocalCluster),
-    TempDir(tempfile::TempDir),
+    /// A temporary folder holding a SQLite database file.
+    SqliteDir {
+        dir: tempfile::TempDir,
+        database: std::path::PathBuf,
+    },
 }
 
 #[derive(Default)]
@@ -80,7 +84,7 @@ async fn remove(resource: Resource) -> anyhow::Result<()> {
             cluster.stop();
             Ok(())
         }
-        Resource::TempDir(dir) => {
+        Resource::SqliteDir { dir, .. } => {
             let path = dir.path().display().to_string();
             dir.close().with_context(|| format!("remove {path}"))
         }
@@ -93,6 +97,7 @@ fn keep_resource(resource: Resource) -> String {
             let id = container.id().to_string();
             // Forgetting the handle skips its Drop, which would remove the container.
             std::mem::forget(container);
+            remember_kept(&id);
             format!("kept container {id}: psql '{url}'   (remove: docker rm -f {id})")
         }
         Resource::ServerDatabase {
@@ -102,19 +107,50 @@ fn keep_resource(resource: Resource) -> String {
         }
         Resource::Cluster(cluster) => {
             let (url, dir, pid) = cluster.keep();
+            remember_kept(&dir);
             format!(
                 "kept local cluster (postmaster pid {pid}) in {dir}: psql '{url}'   (remove: kill -QUIT {pid}; rm -rf {dir})"
             )
         }
-        Resource::TempDir(dir) => {
+        Resource::SqliteDir { dir, database } => {
             let path = dir.keep();
+            remember_kept(&path.display().to_string());
             format!(
-                "kept {}   (remove: rm -rf {})",
+                "kept {}: sqlite3 {}   (remove: rm -rf {})",
                 path.display(),
+                database.display(),
                 path.display()
             )
         }
     }
+}
+
+/// The file listing what `--keep` kept (container ids, folders, database names), which
+/// the sweeps for leftovers of dead runs must leave alone.
+fn kept_registry() -> std::path::PathBuf {
+    std::env::temp_dir().join("tenantgate-kept.txt")
+}
+
+fn remember_kept(key: &str) {
+    use std::io::Write;
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(kept_registry())
+    {
+        let _ = writeln!(file, "{key}");
+    }
+}
+
+/// Whether `--keep` kept this resource (a folder path or database name).
+pub(crate) fn was_kept(key: &str) -> bool {
+    std::fs::read_to_string(kept_registry()).is_ok_and(|text| text.lines().any(|line| line == key))
+}
+
+/// Whether `--keep` kept the container whose short id (as `docker ps` prints it) this is.
+pub(crate) fn was_kept_container(short_id: &str) -> bool {
+    std::fs::read_to_string(kept_registry())
+        .is_ok_and(|text| text.lines().any(|line| line.starts_with(short_id)))
 }
 
 /// A temporary folder named after this run's pid, so that a later run can tell whether
@@ -146,6 +182,7 @@ pub(crate) fn sweep_leftover_dirs() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(pid) = owner_pid(&name, "sqlite")
             && !super::process_alive(pid)
+            && !was_kept(&entry.path().display().to_string())
         {
             let _ = std::fs::remove_dir_all(entry.path());
         }

@@ -233,7 +233,9 @@ pub(crate) fn sweep_leftover_clusters() {
         let Some(pid) = owner_pid(&name, "pg") else {
             continue;
         };
-        if super::process_alive(pid) {
+        if super::process_alive(pid)
+            || super::janitor::was_kept(&entry.path().display().to_string())
+        {
             continue;
         }
         let pid_file = entry.path().join("data/postmaster.pid");

@@ -168,11 +168,9 @@ pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<
 pub fn sqlite(janitor: &Janitor) -> anyhow::Result<Database> {
     let started = Instant::now();
     let dir = janitor::temp_dir("sqlite")?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("rehearsal.db").display()
-    );
-    janitor.register(Resource::TempDir(dir));
+    let database = dir.path().join("rehearsal.db");
+    let url = format!("sqlite://{}?mode=rwc", database.display());
+    janitor.register(Resource::SqliteDir { dir, database });
     Ok(Database {
         url,
         provider: Provider::SqliteFile,

@@ -86,7 +86,7 @@ async fn sweep_leftover_databases(admin: &mut PgConnection) {
             .strip_prefix(NAME_PREFIX)
             .and_then(|rest| rest.split('_').next())
             .and_then(|pid| pid.parse().ok());
-        if pid.is_some_and(|pid| !super::process_alive(pid)) {
+        if pid.is_some_and(|pid| !super::process_alive(pid)) && !super::janitor::was_kept(&name) {
             let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
                 .execute(&mut *admin)
                 .await;
