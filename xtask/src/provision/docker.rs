@@ -90,3 +90,26 @@ fn remove_containers_where(remove: impl Fn(i32, &str) -> bool) {
         }
     }
 }
+
+/// The image to start: `requested`, except that when it is the default (the official
+/// image, nothing asked for), it is not on this machine, and `cargo xtask pg-image` built
+/// ours, ours — on a machine that reaches no registry that is the one that can run.
+pub(crate) fn image_to_use(requested: &str) -> String {
+    let local = crate::pg_image::DEFAULT_TAG;
+    if requested != super::DEFAULT_PG_IMAGE || image_exists(requested) || !image_exists(local) {
+        return requested.to_string();
+    }
+    local.to_string()
+}
+
+fn image_exists(image: &str) -> bool {
+    let Ok(shell) = xshell::Shell::new() else {
+        return false;
+    };
+    xshell::cmd!(shell, "docker image inspect {image}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+}

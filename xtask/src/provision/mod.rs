@@ -124,11 +124,12 @@ pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<
                     docker::engine_address()
                 );
             }
-            let url = container::start(&options.image, janitor).await?;
+            let image = docker::image_to_use(&options.image);
+            let url = container::start(&image, janitor).await?;
             (
                 url,
                 Provider::Container {
-                    image: options.image.clone(),
+                    image: image.clone(),
                 },
             )
         }
