@@ -84,8 +84,11 @@ impl LocalCluster {
         if let Some((uid, gid)) = owner {
             initdb.uid(uid).gid(gid);
         }
-        let output = initdb
-            .output()
+        // initdb takes most of a second: off the runtime's thread, so that the other
+        // backend's rehearsal goes on meanwhile.
+        let output = tokio::task::spawn_blocking(move || initdb.output())
+            .await
+            .context("wait for initdb")?
             .with_context(|| format!("run {}", bindir.join("initdb").display()))?;
         if !output.status.success() {
             bail!(
