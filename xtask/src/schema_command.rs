@@ -34,7 +34,7 @@ impl SchemaCommand {
             conn.close().await;
             anyhow::Ok(schema?.render())
         })?;
-        print!("{text}");
+        println!("{}", text.trim_end());
         Ok(ExitCode::SUCCESS)
     }
 }
