@@ -25,7 +25,7 @@ pub(crate) struct PgImage {
 const ENTRYPOINT: &str = r#"#!/bin/sh
 # Entrypoint of the image built by `cargo xtask pg-image`: the official postgres
 # image's contract (POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB, PGDATA,
-# POSTGRES_HOST_AUTH_METHOD), and nothing more.
+# POSTGRES_HOST_AUTH_METHOD, POSTGRES_INITDB_ARGS, server options as arguments).
 set -eu
 BIN=/usr/lib/postgresql/15/bin
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
@@ -44,7 +44,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pwfile=$(mktemp)
     printf '%s\n' "${POSTGRES_PASSWORD:-}" > "$pwfile"
     chown postgres "$pwfile"
-    as_postgres "$BIN/initdb" -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -A "$AUTH" -E UTF8 --locale=C >/dev/null
+    as_postgres "$BIN/initdb" -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -A "$AUTH" -E UTF8 --locale=C ${POSTGRES_INITDB_ARGS:-} >/dev/null
     rm -f "$pwfile"
     echo "host all all all $AUTH" >> "$PGDATA/pg_hba.conf"
     if [ "$POSTGRES_DB" != postgres ]; then
