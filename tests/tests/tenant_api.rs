@@ -136,10 +136,10 @@ async fn sqlx_first_user(db: &Db, tenant: i64) -> anyhow::Result<i64> {
     })
 }
 
-#[tokio::test]
-async fn sqlite_tenants_never_see_each_other() -> anyhow::Result<()> {
+/// Runs `check_isolation` through the API on a fresh, migrated database of `backend`.
+async fn isolation_on_fresh(backend: Backend) -> anyhow::Result<()> {
     let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(Backend::Sqlite, &janitor).await?;
+    let database = tenantgate_tests::fresh_database(backend, &janitor).await?;
     let db = Db::connect(&database.url).await?;
     let result = check_isolation(&db).await;
     db.close().await;
@@ -148,14 +148,13 @@ async fn sqlite_tenants_never_see_each_other() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn sqlite_tenants_never_see_each_other() -> anyhow::Result<()> {
+    isolation_on_fresh(Backend::Sqlite).await
+}
+
+#[tokio::test]
 async fn postgres_tenants_never_see_each_other() -> anyhow::Result<()> {
-    let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(Backend::Postgres, &janitor).await?;
-    let db = Db::connect(&database.url).await?;
-    let result = check_isolation(&db).await;
-    db.close().await;
-    janitor.finish(false).await;
-    result
+    isolation_on_fresh(Backend::Postgres).await
 }
 
 /// On PostgreSQL the database itself enforces isolation: connected as the application

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use app::Backend;
-
 use crate::config::Config;
 use crate::db::{Conn, quote};
 use crate::schema::Schema;
@@ -53,7 +51,6 @@ impl CheckOutcome {
 
 /// What the checks need to know about the rehearsal.
 pub struct Context<'a> {
-    pub backend: Backend,
     pub config: &'a Config,
     pub schema: &'a Schema,
     /// Row counts of every table right after the fixture was loaded.
@@ -422,7 +419,6 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
             }
         }
     }
-    let _ = cx.backend;
     CheckOutcome {
         name: "foreign-keys",
         checked,

@@ -31,7 +31,6 @@ pub struct BackendReport {
     pub phases: Vec<(&'static str, Duration)>,
     /// An error that stopped the rehearsal before its checks could run.
     pub fatal: Option<Failure>,
-    pub schema_text: Option<String>,
 }
 
 #[derive(Debug)]
@@ -75,7 +74,6 @@ pub async fn rehearse(
         checks: Vec::new(),
         phases: Vec::new(),
         fatal: None,
-        schema_text: None,
     };
     if let Err(failure) = run(&mut report, config, pg, janitor, progress).await {
         report.fatal = Some(failure);
@@ -194,7 +192,6 @@ async fn rehearse_on(
         .await
         .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
     let context = checks::Context {
-        backend: report.backend,
         config,
         schema: &schema,
         seeded: seeded
@@ -233,7 +230,6 @@ async fn rehearse_on(
             )],
         },
     });
-    report.schema_text = Some(text);
     report.phases.push(("snapshot", phase.elapsed()));
     Ok(())
 }

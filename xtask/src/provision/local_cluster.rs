@@ -242,9 +242,13 @@ pub(crate) fn sweep_leftover_clusters() {
             continue;
         }
         let pid_file = entry.path().join("data/postmaster.pid");
-        if let Some(postmaster) = std::fs::read_to_string(pid_file)
+        let postmaster = std::fs::read_to_string(pid_file)
             .ok()
-            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok());
+        // The pid file may be stale and its pid reused: only signal a postgres process.
+        if let Some(postmaster) = postmaster
+            && std::fs::read_to_string(format!("/proc/{postmaster}/comm"))
+                .is_ok_and(|name| name.trim() == "postgres")
         {
             unsafe { libc::kill(postmaster, libc::SIGQUIT) };
         }
