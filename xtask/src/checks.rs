@@ -81,8 +81,19 @@ impl Context<'_> {
             .is_some_and(|t| t.column(self.column()).is_some())
     }
 
-    fn file_of(&self, table: &str) -> Option<String> {
-        self.created_by.get(table).cloned()
+    /// Tenant-owned tables that have the tenant column (the others fail `tenant-column`).
+    fn tables_with_tenant_column(&self) -> impl Iterator<Item = &String> {
+        self.tenant_owned_tables()
+            .filter(|table| self.has_tenant_column(table))
+    }
+
+    /// A failure about `table`, attributed to the migration file that created it.
+    fn failure_in(&self, table: &str, message: String) -> Failure {
+        Failure {
+            message,
+            file: self.created_by.get(table).cloned(),
+            line: None,
+        }
     }
 
     fn migrations_after_seed(&self) -> String {
@@ -114,18 +125,15 @@ fn tenant_column(cx: &Context<'_>) -> CheckOutcome {
         checked += 1;
         if !cx.has_tenant_column(table) {
             let created = cx
-                .file_of(table)
+                .created_by
+                .get(table.as_str())
                 .map(|f| format!(" (created by {f})"))
                 .unwrap_or_default();
-            failures.push(Failure {
-                message: format!(
+            failures.push(cx.failure_in(table, format!(
                     "table `{table}`{created} has no `{column}` column\nfix: add `{column}` NOT NULL with a foreign key to `{tenants}`, or, if `{table}` is shared by all tenants, list it under [[global_tables]] in {config} with a reason",
                     tenants = cx.config.tenancy.tenants_table,
                     config = crate::display_path(&cx.config.path),
-                ),
-                file: cx.file_of(table),
-                line: None,
-            });
+                )));
         }
     }
     for global in &cx.config.global_tables {
@@ -148,7 +156,7 @@ fn tenant_index(cx: &Context<'_>) -> CheckOutcome {
     let column = cx.column();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+    for table in cx.tables_with_tenant_column() {
         checked += 1;
         let definition = &cx.schema.tables[table];
         let leads = definition
@@ -157,13 +165,9 @@ fn tenant_index(cx: &Context<'_>) -> CheckOutcome {
             .any(|index| index.columns.first().is_some_and(|c| c == column))
             || definition.primary_key.first().is_some_and(|c| c == column);
         if !leads {
-            failures.push(Failure {
-                message: format!(
+            failures.push(cx.failure_in(table, format!(
                     "table `{table}` has no index leading with `{column}`: every tenant-filtered query scans the whole table\nfix: CREATE INDEX ON {table} ({column}, …), or make (`{column}`, id) unique, which also lets children reference it per tenant"
-                ),
-                file: cx.file_of(table),
-                line: None,
-            });
+                )));
         }
     }
     CheckOutcome {
@@ -178,7 +182,7 @@ async fn no_null_tenant(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
     let column = cx.column();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+    for table in cx.tables_with_tenant_column() {
         checked += 1;
         let sql = format!(
             "SELECT count(*) FROM {} WHERE {} IS NULL",
@@ -187,13 +191,9 @@ async fn no_null_tenant(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
         );
         match conn.count(&sql).await {
             Ok(0) => {}
-            Ok(nulls) => failures.push(Failure {
-                message: format!(
+            Ok(nulls) => failures.push(cx.failure_in(table, format!(
                     "table `{table}` has {nulls} rows with a NULL `{column}`\nfix: backfill them (UPDATE {table} SET {column} = … WHERE {column} IS NULL) before the column becomes NOT NULL"
-                ),
-                file: cx.file_of(table),
-                line: None,
-            }),
+                ))),
             Err(error) => failures.push(Failure::new(format!("count NULL `{column}` in `{table}`: {error:#}"))),
         }
     }
@@ -243,7 +243,7 @@ async fn default_tenant_backfill(conn: &mut Conn, cx: &Context<'_>) -> CheckOutc
     let default = cx.config.tenancy.default_tenant_id;
     let mut failures = Vec::new();
     let mut checked = 0;
-    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+    for table in cx.tables_with_tenant_column() {
         let Some(before) = cx.seeded.get(table.as_str()) else {
             continue;
         };
@@ -255,13 +255,9 @@ async fn default_tenant_backfill(conn: &mut Conn, cx: &Context<'_>) -> CheckOutc
         );
         match conn.count(&sql).await {
             Ok(owned) if owned == *before => {}
-            Ok(owned) => failures.push(Failure {
-                message: format!(
+            Ok(owned) => failures.push(cx.failure_in(table, format!(
                     "table `{table}`: {before} rows existed before tenancy, but a query for the default tenant ({column} = {default}) returns {owned}\nfix: the backfill must set `{column}` = {default} on every pre-existing row"
-                ),
-                file: cx.file_of(table),
-                line: None,
-            }),
+                ))),
             Err(error) => failures.push(Failure::new(format!("query `{table}` for the default tenant: {error:#}"))),
         }
     }
@@ -287,7 +283,7 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
             "disable sequential scans for EXPLAIN: {error}"
         )));
     }
-    for table in cx.tenant_owned_tables().filter(|t| cx.has_tenant_column(t)) {
+    for table in cx.tables_with_tenant_column() {
         checked += 1;
         let query = format!(
             "SELECT * FROM {} WHERE {} = {default}",
@@ -314,14 +310,10 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
         };
         match plan {
             Ok(plan) if plan.contains("Index") || plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX") => {}
-            Ok(plan) => failures.push(Failure {
-                message: format!(
+            Ok(plan) => failures.push(cx.failure_in(table, format!(
                     "a query of `{table}` filtered by `{column}` cannot use an index:\n    {}\nfix: add an index leading with `{column}`",
                     plan.replace('\n', "\n    ")
-                ),
-                file: cx.file_of(table),
-                line: None,
-            }),
+                ))),
             Err(error) => failures.push(Failure::new(format!("EXPLAIN a tenant query of `{table}`: {error:#}"))),
         }
     }
@@ -362,13 +354,9 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
                         *by_table.entry((table, parent)).or_default() += 1;
                     }
                     for ((table, parent), orphans) in by_table {
-                        failures.push(Failure {
-                            message: format!(
+                        failures.push(cx.failure_in(&table, format!(
                                 "PRAGMA foreign_key_check: {orphans} rows of `{table}` reference missing rows of `{parent}`\nfix: the migration that rebuilt `{table}` or `{parent}` must carry the referenced rows (and, for composite keys, the same tenant) over"
-                            ),
-                            file: cx.file_of(&table),
-                            line: None,
-                        });
+                            )));
                     }
                 }
                 Err(error) => {
@@ -382,11 +370,7 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
                     checked += 1;
                     let name = fk.name.as_deref().unwrap_or("?");
                     if !fk.validated {
-                        failures.push(Failure {
-                            message: format!("foreign key `{name}` on `{table}` is NOT VALID: existing rows were never checked\nfix: ALTER TABLE {table} VALIDATE CONSTRAINT {name} in a later migration"),
-                            file: cx.file_of(table),
-                            line: None,
-                        });
+                        failures.push(cx.failure_in(table, format!("foreign key `{name}` on `{table}` is NOT VALID: existing rows were never checked\nfix: ALTER TABLE {table} VALIDATE CONSTRAINT {name} in a later migration")));
                     }
                     let all_set: Vec<String> = fk
                         .columns
@@ -408,11 +392,7 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
                     );
                     match conn.count(&sql).await {
                         Ok(0) => {}
-                        Ok(orphans) => failures.push(Failure {
-                            message: format!("{orphans} rows of `{table}` have no parent in `{}` through `{name}`\nfix: repair or delete the orphans before adding the constraint", fk.referenced_table),
-                            file: cx.file_of(table),
-                            line: None,
-                        }),
+                        Ok(orphans) => failures.push(cx.failure_in(table, format!("{orphans} rows of `{table}` have no parent in `{}` through `{name}`\nfix: repair or delete the orphans before adding the constraint", fk.referenced_table))),
                         Err(error) => failures.push(Failure::new(format!("look for orphans of `{name}` on `{table}`: {error:#}"))),
                     }
                 }

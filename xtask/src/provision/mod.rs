@@ -118,7 +118,9 @@ pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<
     };
     let (url, provider) = match choice {
         PgProviderChoice::Container => {
-            if !docker::engine_answers() {
+            // Auto chose the container because the engine answered; only a forced choice
+            // still needs asking.
+            if options.choice == PgProviderChoice::Container && !docker::engine_answers() {
                 bail!(
                     "--pg-provider container: no Docker engine answers at {}\nfix: start Docker (`dockerd &` or `systemctl start docker`), or use --pg-provider local",
                     docker::engine_address()

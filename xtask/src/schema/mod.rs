@@ -110,6 +110,13 @@ impl Table {
     }
 }
 
+/// `name ` for a named constraint, nothing for an unnamed one (SQLite's).
+fn name_prefix(name: &Option<String>) -> String {
+    name.as_deref()
+        .map(|name| format!("{name} "))
+        .unwrap_or_default()
+}
+
 fn list(columns: &[String]) -> String {
     format!("({})", columns.join(", "))
 }
@@ -142,19 +149,12 @@ fn render_table(out: &mut String, name: &str, table: &Table) {
         let _ = writeln!(
             out,
             "  unique {}{}",
-            key.name
-                .as_deref()
-                .map(|n| format!("{n} "))
-                .unwrap_or_default(),
+            name_prefix(&key.name),
             list(&key.columns)
         );
     }
     for fk in &table.foreign_keys {
-        let name = fk
-            .name
-            .as_deref()
-            .map(|n| format!("{n} "))
-            .unwrap_or_default();
+        let name = name_prefix(&fk.name);
         let on_delete = fk
             .on_delete
             .as_deref()
@@ -170,11 +170,7 @@ fn render_table(out: &mut String, name: &str, table: &Table) {
         );
     }
     for check in &table.checks {
-        let name = check
-            .name
-            .as_deref()
-            .map(|n| format!("{n} "))
-            .unwrap_or_default();
+        let name = name_prefix(&check.name);
         let _ = writeln!(out, "  check {name}{}", check.expression);
     }
     for index in table.indexes.iter().filter(|index| !index.backs_constraint) {
