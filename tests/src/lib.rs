@@ -15,6 +15,23 @@ pub async fn fresh_database(backend: Backend, janitor: &Janitor) -> anyhow::Resu
     }
 }
 
+/// Runs `test` on a fresh database of `backend`, then removes the database whether the
+/// test passed or returned an error, and fails if that cleanup did.
+pub async fn with_fresh_database(
+    backend: Backend,
+    test: impl AsyncFnOnce(&Database) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let janitor = Janitor::new();
+    let outcome = match fresh_database(backend, &janitor).await {
+        Ok(database) => test(&database).await,
+        Err(error) => Err(error),
+    };
+    let leftovers = janitor.finish(false).await;
+    outcome?;
+    anyhow::ensure!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
+    Ok(())
+}
+
 /// A copy of `migrations/` (both folders, the snapshots and the configuration) and of the
 /// fixture, laid out as in the repository, in a temporary folder.
 pub struct Scratch {

@@ -3,14 +3,11 @@
 use app::status::{State, status};
 use app::{Backend, Db};
 use sqlx::Executor;
-use xtask::provision::Janitor;
 
 #[tokio::test]
 async fn status_reports_pending_applied_and_a_database_that_ran_another_build() -> anyhow::Result<()>
 {
-    let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(Backend::Sqlite, &janitor).await?;
-    let result = async {
+    tenantgate_tests::with_fresh_database(Backend::Sqlite, async |database| {
         let db = Db::connect(&database.url).await?;
         let before = status(&database.url).await?;
         assert_eq!(before.len(), 7);
@@ -33,8 +30,6 @@ async fn status_reports_pending_applied_and_a_database_that_ran_another_build() 
         assert_eq!(state_of(4), Some(State::Applied));
         assert_eq!(state_of(99), Some(State::Unknown));
         anyhow::Ok(())
-    }
-    .await;
-    janitor.finish(false).await;
-    result
+    })
+    .await
 }

@@ -3,13 +3,10 @@
 
 use app::{Backend, Db};
 use xtask::db::Conn;
-use xtask::provision::Janitor;
 use xtask::schema::Schema;
 
 async fn up_down_up(backend: Backend) -> anyhow::Result<()> {
-    let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(backend, &janitor).await?;
-    let result = async {
+    tenantgate_tests::with_fresh_database(backend, async |database| {
         let db = Db::connect(&database.url).await?;
         let migrator = backend.migrator();
         match &db {
@@ -43,10 +40,8 @@ async fn up_down_up(backend: Backend) -> anyhow::Result<()> {
             snapshot_path.display()
         );
         anyhow::Ok(())
-    }
-    .await;
-    janitor.finish(false).await;
-    result
+    })
+    .await
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 
 use app::{Backend, Db, TenantId};
 use sqlx::Executor;
-use xtask::provision::Janitor;
 
 const SHOPS: [(i64, &str); 3] = [
     (10, "acme-repairs"),
@@ -138,13 +137,13 @@ async fn sqlx_first_user(db: &Db, tenant: i64) -> anyhow::Result<i64> {
 
 /// Runs `check_isolation` through the API on a fresh, migrated database of `backend`.
 async fn isolation_on_fresh(backend: Backend) -> anyhow::Result<()> {
-    let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(backend, &janitor).await?;
-    let db = Db::connect(&database.url).await?;
-    let result = check_isolation(&db).await;
-    db.close().await;
-    janitor.finish(false).await;
-    result
+    tenantgate_tests::with_fresh_database(backend, async |database| {
+        let db = Db::connect(&database.url).await?;
+        let result = check_isolation(&db).await;
+        db.close().await;
+        result
+    })
+    .await
 }
 
 #[tokio::test]
@@ -162,69 +161,69 @@ async fn postgres_tenants_never_see_each_other() -> anyhow::Result<()> {
 /// it fails closed.
 #[tokio::test]
 async fn postgres_row_level_security_holds_for_the_app_role() -> anyhow::Result<()> {
-    let janitor = Janitor::new();
-    let database = tenantgate_tests::fresh_database(Backend::Postgres, &janitor).await?;
-    let owner = Db::connect(&database.url).await?;
-    shops(&owner).await?;
-    let as_app_role = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .after_connect(|conn, _| {
-            Box::pin(async move { conn.execute("SET ROLE tenantgate_app").await.map(drop) })
-        })
-        .connect(&database.url)
-        .await?;
-    let result = async {
-        // Guard: the suite must not pass vacuously as a role that bypasses RLS.
-        let (superuser, bypass): (bool, bool) = sqlx::query_as(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
-        )
-        .fetch_one(&as_app_role)
-        .await?;
-        assert!(
-            !superuser && !bypass,
-            "the app role bypasses row-level security"
-        );
-
-        let unfiltered: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let owner = Db::connect(&database.url).await?;
+        shops(&owner).await?;
+        let as_app_role = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .after_connect(|conn, _| {
+                Box::pin(async move { conn.execute("SET ROLE tenantgate_app").await.map(drop) })
+            })
+            .connect(&database.url)
+            .await?;
+        let result = async {
+            // Guard: the suite must not pass vacuously as a role that bypasses RLS.
+            let (superuser, bypass): (bool, bool) = sqlx::query_as(
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            )
             .fetch_one(&as_app_role)
             .await?;
-        assert_eq!(
-            unfiltered, 0,
-            "with no tenant set, the database must fail closed"
-        );
+            assert!(
+                !superuser && !bypass,
+                "the app role bypasses row-level security"
+            );
 
-        let mut tx = as_app_role.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', '20', true)")
+            let unfiltered: i64 = sqlx::query_scalar("SELECT count(*) FROM products")
+                .fetch_one(&as_app_role)
+                .await?;
+            assert_eq!(
+                unfiltered, 0,
+                "with no tenant set, the database must fail closed"
+            );
+
+            let mut tx = as_app_role.begin().await?;
+            sqlx::query("SELECT set_config('app.tenant_id', '20', true)")
+                .execute(&mut *tx)
+                .await?;
+            let tenants: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM products")
+                .fetch_all(&mut *tx)
+                .await?;
+            assert_eq!(tenants, vec![20], "tenant 20 saw other tenants' products");
+            let stolen = sqlx::query("UPDATE products SET price_cents = 0 WHERE tenant_id = 10")
+                .execute(&mut *tx)
+                .await?;
+            assert_eq!(
+                stolen.rows_affected(),
+                0,
+                "tenant 20 updated tenant 10's products"
+            );
+            let planted = sqlx::query(
+                "INSERT INTO products (tenant_id, sku, name, price_cents) VALUES (10, 'X', 'x', 1)",
+            )
             .execute(&mut *tx)
-            .await?;
-        let tenants: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM products")
-            .fetch_all(&mut *tx)
-            .await?;
-        assert_eq!(tenants, vec![20], "tenant 20 saw other tenants' products");
-        let stolen = sqlx::query("UPDATE products SET price_cents = 0 WHERE tenant_id = 10")
-            .execute(&mut *tx)
-            .await?;
-        assert_eq!(
-            stolen.rows_affected(),
-            0,
-            "tenant 20 updated tenant 10's products"
-        );
-        let planted = sqlx::query(
-            "INSERT INTO products (tenant_id, sku, name, price_cents) VALUES (10, 'X', 'x', 1)",
-        )
-        .execute(&mut *tx)
+            .await;
+            assert!(planted.is_err(), "tenant 20 inserted a row for tenant 10");
+            tx.rollback().await?;
+
+            // The API works unchanged through the application role.
+            let app = Db::Postgres(as_app_role.clone());
+            assert_eq!(app.tenant(TenantId(30)).products().await?.len(), 4);
+            anyhow::Ok(())
+        }
         .await;
-        assert!(planted.is_err(), "tenant 20 inserted a row for tenant 10");
-        tx.rollback().await?;
-
-        // The API works unchanged through the application role.
-        let app = Db::Postgres(as_app_role.clone());
-        assert_eq!(app.tenant(TenantId(30)).products().await?.len(), 4);
-        anyhow::Ok(())
-    }
-    .await;
-    as_app_role.close().await;
-    owner.close().await;
-    janitor.finish(false).await;
-    result
+        as_app_role.close().await;
+        owner.close().await;
+        result
+    })
+    .await
 }
