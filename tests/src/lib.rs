@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use app::Backend;
+use xtask::config::Config;
 use xtask::provision::{self, Database, Janitor, PgOptions};
+use xtask::rehearsal::{BackendReport, Progress, rehearse_all};
 
 /// A fresh database of `backend`, registered with `janitor`. PostgreSQL comes from the
 /// same providers as `cargo xtask migrate-test` (TENANTGATE_PG_* variables included).
@@ -30,6 +32,43 @@ pub async fn with_fresh_database(
     outcome?;
     anyhow::ensure!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
     Ok(())
+}
+
+/// Rehearses `backends` as `migrate-test` does and checks that nothing was left behind.
+pub async fn rehearse(config: &Config, backends: &[Backend]) -> Vec<BackendReport> {
+    let janitor = Janitor::new();
+    let reports = rehearse_all(
+        backends,
+        config,
+        &PgOptions::from_env(),
+        &janitor,
+        Progress::Quiet,
+    )
+    .await;
+    let leftovers = janitor.finish(false).await;
+    assert!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
+    reports
+}
+
+/// Every failure of a report as "check: message" lines.
+pub fn failures(report: &BackendReport) -> Vec<String> {
+    report
+        .failures()
+        .map(|(check, failure)| format!("{check}: {}", failure.describe()))
+        .collect()
+}
+
+/// Asserts that `check` reported a failure whose message contains every needle.
+pub fn assert_fails_with(report: &BackendReport, check: &str, needles: &[&str]) {
+    let failures = failures(report);
+    let found = failures
+        .iter()
+        .any(|f| f.starts_with(&format!("{check}:")) && needles.iter().all(|n| f.contains(n)));
+    assert!(
+        found,
+        "{}: expected a `{check}` failure containing {needles:?}, got {failures:#?}",
+        report.backend
+    );
 }
 
 /// A copy of `migrations/` (both folders, the snapshots and the configuration) and of the

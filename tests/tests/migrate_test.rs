@@ -2,45 +2,8 @@
 //! way of breaking a scratch copy of them fails with a message naming what broke.
 
 use app::Backend;
-use tenantgate_tests::Scratch;
+use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
 use xtask::config::Config;
-use xtask::provision::{Janitor, PgOptions};
-use xtask::rehearsal::{BackendReport, Progress, rehearse_all};
-
-async fn rehearse(config: &Config, backends: &[Backend]) -> Vec<BackendReport> {
-    let janitor = Janitor::new();
-    let reports = rehearse_all(
-        backends,
-        config,
-        &PgOptions::from_env(),
-        &janitor,
-        Progress::Quiet,
-    )
-    .await;
-    let leftovers = janitor.finish(false).await;
-    assert!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
-    reports
-}
-
-/// Every failure of a report as "check: message" lines.
-fn failures(report: &BackendReport) -> Vec<String> {
-    report
-        .failures()
-        .map(|(check, failure)| format!("{check}: {}", failure.message))
-        .collect()
-}
-
-fn assert_fails_with(report: &BackendReport, check: &str, needles: &[&str]) {
-    let failures = failures(report);
-    let found = failures
-        .iter()
-        .any(|f| f.starts_with(&format!("{check}:")) && needles.iter().all(|n| f.contains(n)));
-    assert!(
-        found,
-        "{}: expected a `{check}` failure containing {needles:?}, got {failures:#?}",
-        report.backend
-    );
-}
 
 #[tokio::test]
 async fn the_apps_migrations_pass_on_both_backends_and_preserve_every_fixture_row() {
@@ -236,7 +199,7 @@ async fn a_misnamed_global_table_is_reported() {
     assert_fails_with(&reports[0], "tenant-column", &["`currencies`"]);
     assert_fails_with(
         &reports[0],
-        "tenant-column",
+        "global-tables",
         &["`currency`", "no such table"],
     );
 }

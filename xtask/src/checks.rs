@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::db::{Conn, quote};
+use crate::isolation::{RoleFacts, static_rules};
 use crate::schema::Schema;
 
 /// One problem found by a check.
@@ -22,6 +23,17 @@ impl Failure {
             message: message.into(),
             file: None,
             line: None,
+        }
+    }
+
+    /// The message, followed by the file (and line) it is about when it does not name it.
+    pub fn describe(&self) -> String {
+        match &self.file {
+            Some(file) if !self.message.contains(file.as_str()) => {
+                let line = self.line.map(|l| format!(":{l}")).unwrap_or_default();
+                format!("{}\nin: {file}{line}", self.message)
+            }
+            _ => self.message.clone(),
         }
     }
 
@@ -107,7 +119,7 @@ impl Context<'_> {
 
 /// Runs every check; a check that cannot run (a query fails) reports that as its failure.
 pub async fn run_all(conn: &mut Conn, cx: &Context<'_>) -> Vec<CheckOutcome> {
-    let mut outcomes = vec![tenant_column(cx), tenant_index(cx)];
+    let mut outcomes = static_isolation_rules(conn, cx.config, cx.schema, cx.created_by).await;
     outcomes.push(no_null_tenant(conn, cx).await);
     outcomes.push(rows_preserved(conn, cx).await);
     outcomes.push(default_tenant_backfill(conn, cx).await);
@@ -116,65 +128,30 @@ pub async fn run_all(conn: &mut Conn, cx: &Context<'_>) -> Vec<CheckOutcome> {
     outcomes
 }
 
-/// No tenant-owned table without the tenant column.
-fn tenant_column(cx: &Context<'_>) -> CheckOutcome {
-    let column = cx.column();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for table in cx.tenant_owned_tables() {
-        checked += 1;
-        if !cx.has_tenant_column(table) {
-            let created = cx
-                .created_by
-                .get(table.as_str())
-                .map(|f| format!(" (created by {f})"))
-                .unwrap_or_default();
-            failures.push(cx.failure_in(table, format!(
-                    "table `{table}`{created} has no `{column}` column\nfix: add `{column}` NOT NULL with a foreign key to `{tenants}`, or, if `{table}` is shared by all tenants, list it under [[global_tables]] in {config} with a reason",
-                    tenants = cx.config.tenancy.tenants_table,
-                    config = crate::display_path(&cx.config.path),
-                )));
-        }
-    }
-    for global in &cx.config.global_tables {
-        if !cx.schema.tables.contains_key(&global.name) {
-            failures.push(Failure::in_file(
-                crate::display_path(&cx.config.path),
-                format!("[[global_tables]] names `{}`, but no such table exists after the migrations\nfix: remove the entry or correct its name", global.name),
-            ));
-        }
-    }
-    CheckOutcome {
-        name: "tenant-column",
-        checked,
-        failures,
-    }
-}
-
-/// Every tenant-owned table has an index (or primary key) that leads with the tenant column.
-fn tenant_index(cx: &Context<'_>) -> CheckOutcome {
-    let column = cx.column();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for table in cx.tables_with_tenant_column() {
-        checked += 1;
-        let definition = &cx.schema.tables[table];
-        let leads = definition
-            .indexes
-            .iter()
-            .any(|index| index.columns.first().is_some_and(|c| c == column))
-            || definition.primary_key.first().is_some_and(|c| c == column);
-        if !leads {
-            failures.push(cx.failure_in(table, format!(
-                    "table `{table}` has no index leading with `{column}`: every tenant-filtered query scans the whole table\nfix: CREATE INDEX ON {table} ({column}, …), or make (`{column}`, id) unique, which also lets children reference it per tenant"
-                )));
-        }
-    }
-    CheckOutcome {
-        name: "tenant-index",
-        checked,
-        failures,
-    }
+/// The static tenant-isolation rules; on PostgreSQL they also read the app role's facts.
+pub async fn static_isolation_rules(
+    conn: &mut Conn,
+    config: &Config,
+    schema: &Schema,
+    created_by: &BTreeMap<String, String>,
+) -> Vec<CheckOutcome> {
+    let role = match conn {
+        Conn::Postgres(c) => match RoleFacts::read(c, &config.tenancy.app_role).await {
+            Ok(role) => Some(role),
+            Err(error) => {
+                return vec![CheckOutcome {
+                    name: "app-role",
+                    checked: 0,
+                    failures: vec![Failure::new(format!(
+                        "read the attributes of role `{}`: {error:#}",
+                        config.tenancy.app_role
+                    ))],
+                }];
+            }
+        },
+        Conn::Sqlite(_) => None,
+    };
+    static_rules(config, schema, role.as_ref(), created_by)
 }
 
 /// Zero rows with a NULL tenant.

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod config;
 pub mod db;
+pub mod isolation;
 pub mod migration_set;
 pub mod provision;
 pub mod rehearsal;

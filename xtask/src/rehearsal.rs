@@ -29,6 +29,8 @@ pub struct BackendReport {
     pub steps: Vec<Step>,
     pub checks: Vec<CheckOutcome>,
     pub phases: Vec<(&'static str, Duration)>,
+    /// How many intermediate migration steps the static isolation rules ran after.
+    pub isolation_steps_checked: usize,
     /// An error that stopped the rehearsal before its checks could run.
     pub fatal: Option<Failure>,
 }
@@ -73,6 +75,7 @@ pub async fn rehearse(
         steps: Vec::new(),
         checks: Vec::new(),
         phases: Vec::new(),
+        isolation_steps_checked: 0,
         fatal: None,
     };
     if let Err(failure) = run(&mut report, config, pg, janitor, progress).await {
@@ -162,6 +165,9 @@ async fn rehearse_on(
     let mut created_by: BTreeMap<String, String> = BTreeMap::new();
     let mut known_tables = table_names(conn).await?;
     let mut seeded: Option<BTreeMap<String, i64>> = None;
+    // Static isolation failures after intermediate steps: the app may be deployed between
+    // a migration that opens a gap and the one that closes it.
+    let mut step_failures: Vec<(String, &'static str, Failure)> = Vec::new();
     for migration in set.ups() {
         let file = set.file(migration.version, true);
         let duration = apply(conn, &table_name, migration)
@@ -177,6 +183,22 @@ async fn rehearse_on(
             created_by.insert(table.clone(), file.clone());
         }
         known_tables = tables;
+        let is_last = set
+            .ups()
+            .last()
+            .is_some_and(|m| m.version == migration.version);
+        if migration.version >= config.tenancy.isolated_from_version && !is_last {
+            let schema = Schema::read(conn, &table_name).await.map_err(|error| {
+                Failure::new(format!("introspect the schema after {file}: {error:#}"))
+            })?;
+            for outcome in checks::static_isolation_rules(conn, config, &schema, &created_by).await
+            {
+                for failure in outcome.failures {
+                    step_failures.push((file.clone(), outcome.name, failure));
+                }
+            }
+            report.isolation_steps_checked += 1;
+        }
         if migration.version == config.seed_at_version {
             let started = Instant::now();
             seeded = Some(seed(conn, config, &known_tables, &table_name).await?);
@@ -206,6 +228,11 @@ async fn rehearse_on(
             .collect(),
     };
     report.checks = checks::run_all(conn, &context).await;
+    report.checks.push(isolation_between_steps(
+        &report.checks,
+        step_failures,
+        report.isolation_steps_checked,
+    ));
     report
         .phases
         .push(("seed+checks", phase.elapsed() + seed_time));
@@ -232,6 +259,42 @@ async fn rehearse_on(
     });
     report.phases.push(("snapshot", phase.elapsed()));
     Ok(())
+}
+
+/// The static-rule failures seen after an intermediate migration that the final schema
+/// no longer has: a later migration closed the gap, but not before a deploy could land.
+fn isolation_between_steps(
+    final_checks: &[CheckOutcome],
+    step_failures: Vec<(String, &'static str, Failure)>,
+    steps_checked: usize,
+) -> CheckOutcome {
+    let in_final = |rule: &str, message: &str| {
+        final_checks
+            .iter()
+            .any(|c| c.name == rule && c.failures.iter().any(|f| f.message == message))
+    };
+    let mut failures: Vec<Failure> = Vec::new();
+    for (file, rule, failure) in step_failures {
+        if in_final(rule, &failure.message) {
+            continue;
+        }
+        let (problem, fix) = failure
+            .message
+            .split_once("\nfix: ")
+            .unwrap_or((failure.message.as_str(), ""));
+        let message = format!(
+            "after {file}, {rule}: {problem} (a later migration closes this, but the app can be deployed between the two)\nfix (in {file} itself): {fix}"
+        );
+        if failures.iter().any(|f| f.message == message) {
+            continue;
+        }
+        failures.push(Failure::in_file(file, message));
+    }
+    CheckOutcome {
+        name: "isolation-steps",
+        checked: steps_checked,
+        failures,
+    }
 }
 
 async fn ensure_migrations_table(conn: &mut Conn, table_name: &str) -> Result<(), MigrateError> {

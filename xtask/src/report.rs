@@ -86,7 +86,7 @@ pub fn failures(reports: &[BackendReport]) -> String {
                 out,
                 "FAIL {} · {check}: {}",
                 report.backend,
-                failure.message.replace('\n', "\n    ")
+                failure.describe().replace('\n', "\n    ")
             );
         }
     }
@@ -181,7 +181,7 @@ pub fn junit(reports: &[BackendReport]) -> String {
                 let _ = writeln!(
                     out,
                     "      <failure message=\"{}\"/>",
-                    xml_escape(&failure.message)
+                    xml_escape(&failure.describe())
                 );
             }
             out.push_str("    </testcase>\n");

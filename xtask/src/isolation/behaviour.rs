@@ -1,0 +1,3 @@
+//! placeholder
+pub struct BehaviourReport;
+pub async fn run_behaviour() {}
