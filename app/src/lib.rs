@@ -6,9 +6,11 @@
 
 pub mod error;
 pub mod migrations;
+pub mod scoped;
 pub mod status;
 pub mod tenant;
 
 pub use error::Error;
 pub use migrations::Backend;
+pub use scoped::ScopedTable;
 pub use tenant::{Db, Tenant, TenantId};

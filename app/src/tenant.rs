@@ -45,6 +45,29 @@ impl Db {
         })
     }
 
+    /// Connects to `url` and, on PostgreSQL, switches every connection to `role` (as an
+    /// app whose login role is a member of the application role does). SQLite has no roles.
+    pub async fn connect_as(url: &str, role: &str) -> Result<Db, Error> {
+        let Backend::Postgres = Backend::from_url(url)? else {
+            return Db::connect(url).await;
+        };
+        let set_role = format!("SET ROLE \"{}\"", role.replace('"', "\"\""));
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .after_connect(move |conn, _| {
+                let set_role = set_role.clone();
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(set_role))
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Db::Postgres(pool))
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Db::Postgres(_) => Backend::Postgres,
@@ -173,9 +196,13 @@ const ADD_TO_ORDER_TOTAL: &str =
 const SELECT_ORDERS: &str = "SELECT id, number, store_id, customer_id, total_cents \
      FROM orders WHERE tenant_id = $1 ORDER BY id";
 
-impl Tenant<'_> {
+impl<'db> Tenant<'db> {
     pub fn id(&self) -> TenantId {
         self.id
+    }
+
+    pub(crate) fn db(&self) -> &'db Db {
+        self.db
     }
 
     pub async fn create_store(

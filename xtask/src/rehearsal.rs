@@ -14,6 +14,7 @@ use app::Backend;
 use crate::checks::{self, CheckOutcome, Failure};
 use crate::config::Config;
 use crate::db::Conn;
+use crate::isolation;
 use crate::migration_set::MigrationSet;
 use crate::provision::{self, Janitor, PgOptions};
 use crate::schema::Schema;
@@ -29,6 +30,8 @@ pub struct BackendReport {
     pub steps: Vec<Step>,
     pub checks: Vec<CheckOutcome>,
     pub phases: Vec<(&'static str, Duration)>,
+    /// How many behavioural isolation cases ran.
+    pub isolation_cases: usize,
     /// How many intermediate migration steps the static isolation rules ran after.
     pub isolation_steps_checked: usize,
     /// An error that stopped the rehearsal before its checks could run.
@@ -76,6 +79,7 @@ pub async fn rehearse(
         checks: Vec::new(),
         phases: Vec::new(),
         isolation_steps_checked: 0,
+        isolation_cases: 0,
         fatal: None,
     };
     if let Err(failure) = run(&mut report, config, pg, janitor, progress).await {
@@ -130,7 +134,7 @@ async fn run(
         .map_err(|error| Failure::new(format!("{error:#}")))?;
     report.phases.push(("provision", phase.elapsed()));
 
-    let result = rehearse_on(report, config, &set, &mut conn).await;
+    let result = rehearse_on(report, config, &set, &mut conn, &database.url).await;
     progress.say(
         backend,
         &format!(
@@ -154,6 +158,7 @@ async fn rehearse_on(
     config: &Config,
     set: &MigrationSet,
     conn: &mut Conn,
+    url: &str,
 ) -> Result<(), Failure> {
     let table_name = set.migrator.table_name.to_string();
     ensure_migrations_table(conn, &table_name)
@@ -258,6 +263,18 @@ async fn rehearse_on(
         },
     });
     report.phases.push(("snapshot", phase.elapsed()));
+
+    // Last, because it adds tenants and rows: the behavioural isolation cases.
+    let phase = Instant::now();
+    let behaviour =
+        isolation::run_behaviour(conn, url, config, &schema, &config.tenancy.app_role).await;
+    report.isolation_cases = behaviour.cases;
+    report.checks.push(CheckOutcome {
+        name: "isolation-behaviour",
+        checked: behaviour.cases,
+        failures: behaviour.failures,
+    });
+    report.phases.push(("isolation", phase.elapsed()));
     Ok(())
 }
 
@@ -367,7 +384,7 @@ async fn table_names(conn: &mut Conn) -> Result<Vec<String>, Failure> {
 }
 
 /// After the fixture's explicit ids, PostgreSQL identity sequences must move past them.
-const REALIGN_SEQUENCES: &str = "
+pub const REALIGN_SEQUENCES: &str = "
 DO $$
 DECLARE r record;
 BEGIN

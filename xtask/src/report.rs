@@ -9,7 +9,13 @@ use anyhow::Context;
 
 use crate::rehearsal::BackendReport;
 
-const PHASES: [&str; 4] = ["provision", "migrate", "seed+checks", "snapshot"];
+const PHASES: [&str; 5] = [
+    "provision",
+    "migrate",
+    "seed+checks",
+    "snapshot",
+    "isolation",
+];
 
 fn seconds(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
@@ -28,6 +34,19 @@ fn checks_passed(report: &BackendReport) -> (usize, usize) {
     (passed, report.checks.len())
 }
 
+/// "412 passed", "3 of 412 failed", or "-" when the cases did not run.
+fn isolation_cases(report: &BackendReport) -> String {
+    match report
+        .checks
+        .iter()
+        .find(|c| c.name == "isolation-behaviour")
+    {
+        None => "-".to_string(),
+        Some(outcome) if outcome.passed() => format!("{} passed", outcome.checked),
+        Some(outcome) => format!("{} of {} failed", outcome.failures.len(), outcome.checked),
+    }
+}
+
 /// The summary table.
 pub fn table(reports: &[BackendReport]) -> String {
     let mut rows = vec![
@@ -36,10 +55,12 @@ pub fn table(reports: &[BackendReport]) -> String {
             "provider",
             "migrations",
             "checks",
+            "isolation cases",
             PHASES[0],
             PHASES[1],
             PHASES[2],
             PHASES[3],
+            PHASES[4],
             "total",
         ]
         .map(String::from)
@@ -57,6 +78,7 @@ pub fn table(reports: &[BackendReport]) -> String {
             } else {
                 format!("{passed}/{total}")
             },
+            isolation_cases(report),
         ];
         row.extend(PHASES.iter().map(|name| phase(report, name)));
         row.push(seconds(total_time));
