@@ -238,7 +238,7 @@ fn globally_unique_columns<'t>(table: &'t Table, column: &str) -> BTreeSet<&'t s
 
 /// Gives the database three tenants with rows in every tenant-owned table: the default
 /// tenant (the fixture's) and two clones of it. Returns the tenant ids.
-async fn populate(conn: &mut Conn, model: &Model<'_>) -> Result<Vec<i64>, Failure> {
+pub async fn populate(conn: &mut Conn, model: &Model<'_>) -> Result<Vec<i64>, Failure> {
     let backend = conn.backend();
     let tenants_table = model
         .schema
@@ -577,23 +577,7 @@ impl Truth {
                         .or_default()
                         .insert(*tenant, keys);
                 }
-                let row_sql = match conn.backend() {
-                    Backend::Postgres => format!(
-                        "SELECT row_to_json(t)::text FROM {} t WHERE {filter} LIMIT 1",
-                        quote(table.name)
-                    ),
-                    Backend::Sqlite => format!(
-                        "SELECT json_object({}) FROM {} WHERE {filter} LIMIT 1",
-                        table
-                            .table
-                            .columns
-                            .iter()
-                            .map(|c| format!("'{}', {}", c.name, quote(&c.name)))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        quote(table.name)
-                    ),
-                };
+                let row_sql = rows_as_json(conn.backend(), table, &filter);
                 let text = conn.texts(&row_sql).await.map_err(|error| {
                     Failure::new(format!("read a row of `{}`: {error:#}", table.name))
                 })?;
@@ -628,6 +612,31 @@ impl Truth {
 
     fn row(&self, table: &str, tenant: i64) -> &Map<String, Value> {
         &self.rows[table][&tenant]
+    }
+}
+
+/// `SELECT` each row of `table` matching `filter` as a JSON object (text), in key order.
+pub fn rows_as_json(backend: Backend, table: &TableModel<'_>, filter: &str) -> String {
+    let order = table
+        .key
+        .map(|key| format!(" ORDER BY {}", quote(key)))
+        .unwrap_or_default();
+    match backend {
+        Backend::Postgres => format!(
+            "SELECT row_to_json(t)::text FROM {} t WHERE {filter}{order}",
+            quote(table.name)
+        ),
+        Backend::Sqlite => format!(
+            "SELECT json_object({}) FROM {} WHERE {filter}{order}",
+            table
+                .table
+                .columns
+                .iter()
+                .map(|c| format!("'{}', {}", c.name, quote(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(table.name)
+        ),
     }
 }
 

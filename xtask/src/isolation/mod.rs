@@ -6,5 +6,5 @@
 pub mod behaviour;
 pub mod rules;
 
-pub use behaviour::{BehaviourReport, run_behaviour};
+pub use behaviour::{BehaviourReport, Model, populate, rows_as_json, run_behaviour};
 pub use rules::{RoleFacts, static_rules};
