@@ -300,8 +300,9 @@ fn check_backend(backend: Backend) {
     });
     let steps = proptest::collection::vec((0..3usize, 0..tables, operation()), 1..6);
     let result = runner.run(&steps, |steps| {
+        let mut world = world.borrow_mut();
+        let world = &mut *world;
         runtime.block_on(async {
-            let mut world = world.borrow_mut();
             for step in &steps {
                 world.run(step).await?;
             }
