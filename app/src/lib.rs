@@ -5,6 +5,7 @@
 //! ([`tenant`]), through which no caller can read or write another tenant's rows.
 
 pub mod error;
+pub mod manifest;
 pub mod migrations;
 pub mod scoped;
 pub mod status;

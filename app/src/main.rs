@@ -33,6 +33,15 @@ enum Command {
     },
     /// List the migrations this binary embeds, with their checksums.
     Migrations,
+    /// Check that this binary is the one a release manifest describes (its sha256, its
+    /// migrations' checksums, its schema snapshots, and that every gate passed).
+    VerifyManifest {
+        /// The manifest written by `cargo xtask release` (app.manifest.json).
+        manifest: std::path::PathBuf,
+        /// The binary to check [default: this one].
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -79,7 +88,53 @@ impl Command {
                 }
                 Ok(std::process::ExitCode::SUCCESS)
             }
+            Command::VerifyManifest { manifest, binary } => verify_manifest(&manifest, binary),
         }
+    }
+}
+
+fn verify_manifest(
+    path: &std::path::Path,
+    binary: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the manifest {}", path.display()))?;
+    let manifest: app::manifest::Manifest = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a release manifest written by `cargo xtask release`",
+            path.display()
+        )
+    })?;
+    let binary = match binary {
+        Some(binary) => binary,
+        None => std::env::current_exe().context("locate this binary")?,
+    };
+    let findings = app::manifest::verify(&manifest, &binary);
+    for finding in &findings {
+        println!(
+            "{:4}  {:16}  {}",
+            if finding.ok { "ok" } else { "FAIL" },
+            finding.check,
+            finding.detail
+        );
+    }
+    let failed: Vec<&str> = findings.iter().filter(|f| !f.ok).map(|f| f.check).collect();
+    if failed.is_empty() {
+        println!(
+            "verify-manifest: PASS — {} is app {} at {}, as released",
+            binary.display(),
+            manifest.app.version,
+            &manifest.git.commit[..manifest.git.commit.len().min(12)]
+        );
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        println!(
+            "verify-manifest: FAIL — {} does not match {} ({}); do not deploy it",
+            binary.display(),
+            path.display(),
+            failed.join(", ")
+        );
+        Ok(std::process::ExitCode::FAILURE)
     }
 }
 
@@ -117,5 +172,5 @@ async fn print_status(database_url: &str) -> anyhow::Result<std::process::ExitCo
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    app::manifest::hex(bytes)
 }

@@ -8,9 +8,11 @@ pub mod isolation;
 pub mod migration_set;
 pub mod provision;
 pub mod rehearsal;
+pub mod release;
 pub mod report;
 pub mod schema;
 pub mod snapshot;
+pub mod workspace_tests;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,22 @@ pub fn display_path(path: &Path) -> String {
     match absolute.strip_prefix(root.canonicalize().unwrap_or(root)) {
         Ok(relative) => relative.display().to_string(),
         Err(_) => path.display().to_string(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their
+/// work against it and clean up before exiting with 130.
+pub async fn interrupted() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }
 

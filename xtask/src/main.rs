@@ -5,7 +5,8 @@
 //! - `pg-image` builds a PostgreSQL image from Debian packages, for machines that reach
 //!   no container registry;
 //! - `ci` runs the whole gate the way CI does;
-//! - `schema` prints a database's schema as the snapshots hold it.
+//! - `schema` prints a database's schema as the snapshots hold it;
+//! - `release` cuts a verified build of `app` with its manifest.
 
 mod ci;
 mod migrate_test;
@@ -37,6 +38,43 @@ enum Command {
     Ci(ci::Ci),
     /// Print a database's schema as the snapshots hold it.
     Schema(schema_command::SchemaCommand),
+    /// Cut a verified release of app: every gate, the release build, and its manifest.
+    Release(xtask::release::Release),
+}
+
+/// Runs the release and prints its verdict.
+fn release(command: &xtask::release::Release) -> anyhow::Result<ExitCode> {
+    let outcome = command.run()?;
+    println!();
+    for gate in &outcome.gates {
+        println!(
+            "{:4}  {:16}  {:>7.1} s  {}",
+            if gate.passed { "ok" } else { "FAIL" },
+            gate.name,
+            gate.seconds,
+            gate.detail.lines().next().unwrap_or_default()
+        );
+    }
+    match (&outcome.refused, &outcome.binary, &outcome.manifest) {
+        (None, Some(binary), Some(manifest)) => {
+            println!(
+                "release: PASS — {} and {} in {:.0} s",
+                xtask::display_path(binary),
+                xtask::display_path(manifest),
+                outcome.seconds
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some((gate, reason)), _, _) => {
+            println!("\n{reason}");
+            println!(
+                "release: REFUSED at {gate} after {:.0} s; no release was cut",
+                outcome.seconds
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::FAILURE),
+    }
 }
 
 fn main() -> ExitCode {
@@ -50,6 +88,7 @@ fn main() -> ExitCode {
         Command::PgImage(command) => command.run().map(|()| ExitCode::SUCCESS),
         Command::Ci(command) => command.run().map(|()| ExitCode::SUCCESS),
         Command::Schema(command) => command.run(),
+        Command::Release(command) => release(&command),
     };
     match result {
         Ok(code) => code,

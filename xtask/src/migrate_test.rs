@@ -101,7 +101,7 @@ impl MigrateTest {
         );
         let reports = tokio::select! {
             reports = rehearsal::rehearse_all(backends, config, pg, &janitor, rehearsal::Progress::Lines) => Some(reports),
-            () = interrupted() => None,
+            () = xtask::interrupted() => None,
         };
         let Some(reports) = reports else {
             // The rehearsal future is dropped here, closing its connections first.
@@ -145,20 +145,5 @@ impl MigrateTest {
         } else {
             ExitCode::FAILURE
         })
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
     }
 }
