@@ -7,10 +7,9 @@
 //! the database, and `tenant_id` can never be assigned.
 
 use serde_json::{Map, Value};
-use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::Error;
-use crate::tenant::{Db, Tenant};
+use crate::tenant::{Db, Tenant, in_tenant_transaction};
 
 /// The column that names a row's tenant, in every tenant-owned table.
 pub const TENANT_COLUMN: &str = "tenant_id";
@@ -42,27 +41,19 @@ impl ScopedTable<'_> {
             "SELECT CAST({key} AS TEXT) FROM {} WHERE {TENANT_COLUMN} = $1 ORDER BY {key}",
             self.quoted()
         );
-        self.run(
-            async |tx, tenant| {
-                Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(tenant)
-                    .fetch_all(&mut **tx)
-                    .await?)
-            },
-            async |tx, tenant| {
-                Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(tenant)
-                    .fetch_all(&mut **tx)
-                    .await?)
-            },
-        )
-        .await
+        let tenant = self.tenant;
+        in_tenant_transaction!(tenant, |tx| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.id.0)
+                .fetch_all(&mut *tx)
+                .await?
+        })
     }
 
     /// Inserts `row` (column → value). The row's `tenant_id` must be this tenant's, or
     /// absent (it is then filled in).
     pub async fn insert(&self, row: &Map<String, Value>) -> Result<(), Error> {
-        let tenant = self.tenant.id().0;
+        let tenant = self.tenant.id.0;
         let mut row = row.clone();
         match row.get(TENANT_COLUMN) {
             None | Some(Value::Null) => {
@@ -94,23 +85,14 @@ impl ScopedTable<'_> {
             columns.join(", "),
             row_paths(&columns)
         );
-        self.run(
-            async |tx, _| {
-                sqlx::query(sqlx::AssertSqlSafe(postgres.clone()))
-                    .bind(&json)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            },
-            async |tx, _| {
-                sqlx::query(sqlx::AssertSqlSafe(sqlite.clone()))
-                    .bind(&json)
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            },
-        )
-        .await
+        let sql = self.pick(postgres, sqlite);
+        let tenant = self.tenant;
+        in_tenant_transaction!(tenant, |tx| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+        })
     }
 
     /// Sets `values` on the tenant's rows whose `key` is one of `keys`; returns how many
@@ -148,27 +130,17 @@ impl ScopedTable<'_> {
             columns.join(", "),
             row_paths(&columns)
         );
-        self.run(
-            async |tx, tenant| {
-                Ok(sqlx::query(sqlx::AssertSqlSafe(postgres.clone()))
-                    .bind(&json)
-                    .bind(tenant)
-                    .bind(&keys)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected())
-            },
-            async |tx, tenant| {
-                Ok(sqlx::query(sqlx::AssertSqlSafe(sqlite.clone()))
-                    .bind(&json)
-                    .bind(tenant)
-                    .bind(&keys)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected())
-            },
-        )
-        .await
+        let sql = self.pick(postgres, sqlite);
+        let tenant = self.tenant;
+        in_tenant_transaction!(tenant, |tx| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&json)
+                .bind(tenant.id.0)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
     }
 
     /// Deletes the tenant's rows whose `key` is one of `keys`; returns how many.
@@ -182,55 +154,27 @@ impl ScopedTable<'_> {
         let sqlite = format!(
             "DELETE FROM {table} WHERE {TENANT_COLUMN} = $1 AND CAST({key} AS TEXT) IN (SELECT value FROM json_each($2))"
         );
-        self.run(
-            async |tx, tenant| {
-                Ok(sqlx::query(sqlx::AssertSqlSafe(postgres.clone()))
-                    .bind(tenant)
-                    .bind(&keys)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected())
-            },
-            async |tx, tenant| {
-                Ok(sqlx::query(sqlx::AssertSqlSafe(sqlite.clone()))
-                    .bind(tenant)
-                    .bind(&keys)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected())
-            },
-        )
-        .await
+        let sql = self.pick(postgres, sqlite);
+        let tenant = self.tenant;
+        in_tenant_transaction!(tenant, |tx| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.id.0)
+                .bind(&keys)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        })
     }
 
     fn quoted(&self) -> String {
         format!("\"{}\"", self.table)
     }
 
-    /// Runs one of two bodies, by backend, in a committed transaction bound to the tenant.
-    async fn run<T>(
-        &self,
-        postgres: impl AsyncFnOnce(&mut Transaction<'static, Postgres>, i64) -> Result<T, Error>,
-        sqlite: impl AsyncFnOnce(&mut Transaction<'static, Sqlite>, i64) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        let tenant = self.tenant.id().0;
-        match self.tenant.db() {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-                    .bind(tenant.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                let result = postgres(&mut tx, tenant).await?;
-                tx.commit().await?;
-                Ok(result)
-            }
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let result = sqlite(&mut tx, tenant).await?;
-                tx.commit().await?;
-                Ok(result)
-            }
+    /// The statement for the backend this tenant's database uses.
+    fn pick(&self, postgres: String, sqlite: String) -> String {
+        match self.tenant.db {
+            Db::Postgres(_) => postgres,
+            Db::Sqlite(_) => sqlite,
         }
     }
 }

@@ -137,8 +137,8 @@ pub struct Order {
 /// One tenant's view of the database. See the module documentation.
 #[derive(Clone, Copy, Debug)]
 pub struct Tenant<'db> {
-    db: &'db Db,
-    id: TenantId,
+    pub(crate) db: &'db Db,
+    pub(crate) id: TenantId,
 }
 
 // Runs `$body` in a transaction bound to the tenant, on whichever backend `$self` uses.
@@ -166,6 +166,7 @@ macro_rules! in_tenant_transaction {
         }
     };
 }
+pub(crate) use in_tenant_transaction;
 
 const INSERT_STORE: &str = "INSERT INTO stores (tenant_id, code, name, currency_code) \
      VALUES ($1, $2, $3, $4) RETURNING id";
@@ -199,10 +200,6 @@ const SELECT_ORDERS: &str = "SELECT id, number, store_id, customer_id, total_cen
 impl<'db> Tenant<'db> {
     pub fn id(&self) -> TenantId {
         self.id
-    }
-
-    pub(crate) fn db(&self) -> &'db Db {
-        self.db
     }
 
     pub async fn create_store(

@@ -184,6 +184,23 @@ pub mod scenarios {
         sql
     }
 
+    /// Adds `0008_create_loyalty_cards` to both folders, referencing customers through
+    /// `customer_fk`, with row-level security on PostgreSQL.
+    pub fn add_loyalty_cards(scratch: &super::Scratch, customer_fk: &str) {
+        for backend in Backend::ALL {
+            let up = loyalty_cards(backend, customer_fk, backend == Backend::Postgres);
+            scratch
+                .add_migration(
+                    backend,
+                    "0008",
+                    "create_loyalty_cards",
+                    &up,
+                    "DROP TABLE loyalty_cards;\n",
+                )
+                .unwrap();
+        }
+    }
+
     pub const COMPOSITE_FK: &str =
         "FOREIGN KEY (tenant_id, customer_id) REFERENCES customers (tenant_id, id)";
     pub const PLAIN_FK: &str = "FOREIGN KEY (customer_id) REFERENCES customers (id)";

@@ -3,7 +3,7 @@
 //! failing when a table leaks, a reference crosses tenants, or the role could bypass RLS.
 
 use app::{Backend, Db};
-use tenantgate_tests::scenarios::{COMPOSITE_FK, PLAIN_FK, enable_rls, loyalty_cards};
+use tenantgate_tests::scenarios::{COMPOSITE_FK, PLAIN_FK, add_loyalty_cards, loyalty_cards};
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, with_fresh_database};
 use xtask::config::Config;
 use xtask::db::Conn;
@@ -163,21 +163,7 @@ CREATE POLICY orders_tenant_isolation ON orders
 #[tokio::test]
 async fn a_plain_foreign_key_lets_a_child_reference_another_tenant_on_both_backends() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        let mut up = loyalty_cards(backend, PLAIN_FK, false);
-        if backend == Backend::Postgres {
-            up.push_str(&enable_rls("loyalty_cards"));
-        }
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "create_loyalty_cards",
-                &up,
-                "DROP TABLE loyalty_cards;\n",
-            )
-            .unwrap();
-    }
+    add_loyalty_cards(&scratch, PLAIN_FK);
     for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
         assert_fails_with(
             &report,

@@ -2,7 +2,9 @@
 //! a gap between tenants makes the rehearsal fail, naming the table and the rule.
 
 use app::Backend;
-use tenantgate_tests::scenarios::{COMPOSITE_FK, PLAIN_FK, enable_rls, loyalty_cards};
+use tenantgate_tests::scenarios::{
+    COMPOSITE_FK, PLAIN_FK, add_loyalty_cards, enable_rls, loyalty_cards,
+};
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
 use xtask::rehearsal::BackendReport;
 
@@ -21,18 +23,7 @@ fn rules_failed(report: &BackendReport) -> Vec<&'static str> {
 #[tokio::test]
 async fn a_correctly_isolated_new_table_passes_every_rule() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        let up = loyalty_cards(backend, COMPOSITE_FK, backend == Backend::Postgres);
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "create_loyalty_cards",
-                &up,
-                "DROP TABLE loyalty_cards;\n",
-            )
-            .unwrap();
-    }
+    add_loyalty_cards(&scratch, COMPOSITE_FK);
     for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
         // Only the snapshot differs: the table is new.
         assert_eq!(
@@ -132,18 +123,7 @@ async fn a_global_unique_index_fails_on_both_backends() {
 #[tokio::test]
 async fn a_plain_foreign_key_between_tenant_owned_tables_fails_on_both_backends() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        let up = loyalty_cards(backend, PLAIN_FK, backend == Backend::Postgres);
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "create_loyalty_cards",
-                &up,
-                "DROP TABLE loyalty_cards;\n",
-            )
-            .unwrap();
-    }
+    add_loyalty_cards(&scratch, PLAIN_FK);
     for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
         assert_fails_with(
             &report,

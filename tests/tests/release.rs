@@ -4,7 +4,7 @@
 
 use app::Backend;
 use tenantgate_tests::Scratch;
-use tenantgate_tests::scenarios::{PLAIN_FK, loyalty_cards};
+use tenantgate_tests::scenarios::{PLAIN_FK, add_loyalty_cards};
 use xtask::provision::PgProviderChoice;
 use xtask::release::Release;
 
@@ -23,18 +23,7 @@ fn release_with(scratch: &Scratch) -> xtask::release::Outcome {
 #[test]
 fn a_plain_foreign_key_between_tenants_refuses_the_release_at_migrate_test() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        let up = loyalty_cards(backend, PLAIN_FK, backend == Backend::Postgres);
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "create_loyalty_cards",
-                &up,
-                "DROP TABLE loyalty_cards;\n",
-            )
-            .unwrap();
-    }
+    add_loyalty_cards(&scratch, PLAIN_FK);
     let outcome = release_with(&scratch);
     let (gate, reason) = outcome.refused.expect("the release is refused");
     assert_eq!(gate, "migrate-test");

@@ -57,18 +57,11 @@ impl MigrateTest {
             // SAFETY: no other thread exists yet; the runtime starts below.
             unsafe { std::env::set_var("INSTA_UPDATE", "always") };
         }
-        let mut pg = PgOptions::from_env();
-        pg.choice = self.pg_provider;
-        if let Some(image) = &self.pg_image {
-            pg.image = image.clone();
-        }
-        if let Some(url) = &self.pg_url {
-            pg.server_url = Some(url.clone());
-            // An explicit URL forces that provider, unless another was forced too.
-            if pg.choice == PgProviderChoice::Auto {
-                pg.choice = PgProviderChoice::Url;
-            }
-        }
+        let pg = PgOptions::from_flags(
+            self.pg_provider,
+            self.pg_image.as_deref(),
+            self.pg_url.as_deref(),
+        );
         let backends: Vec<Backend> = match self.backend {
             None => Backend::ALL.to_vec(),
             Some(BackendArg::Postgres) => vec![Backend::Postgres],

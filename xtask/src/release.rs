@@ -254,17 +254,11 @@ impl Release {
 
     /// The full rehearsal on both backends, with the same cleanup as `migrate-test`.
     fn migrate_test(&self, config: &Config) -> anyhow::Result<Vec<BackendReport>> {
-        let mut pg = PgOptions::from_env();
-        pg.choice = self.pg_provider;
-        if let Some(image) = &self.pg_image {
-            pg.image = image.clone();
-        }
-        if let Some(url) = &self.pg_url {
-            pg.server_url = Some(url.clone());
-            if pg.choice == PgProviderChoice::Auto {
-                pg.choice = PgProviderChoice::Url;
-            }
-        }
+        let pg = PgOptions::from_flags(
+            self.pg_provider,
+            self.pg_image.as_deref(),
+            self.pg_url.as_deref(),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -724,7 +724,7 @@ impl Cases<'_, '_> {
                 let read = format!(
                     "SELECT count(*)::bigint, count(*) FILTER (WHERE {column} <> {tenant})::bigint FROM {name}"
                 );
-                match as_tenant_count(conn, role, model.setting, Some(tenant), &read).await {
+                match as_tenant_text(conn, role, model.setting, Some(&tenant.to_string()), &read).await {
                     Ok((seen, foreign)) => self.case(seen == expected && foreign == 0, || format!(
                         "postgres, as `{role}` for tenant {tenant}: SELECT from `{}` saw {seen} rows ({foreign} of other tenants); tenant {tenant} owns {expected}\nfix: the `{}` policy must filter USING ({} = current_setting('{}'))",
                         table.name, table.name, model.column, model.setting
@@ -734,8 +734,14 @@ impl Cases<'_, '_> {
                 // Inserting another tenant's row is refused by the policy's WITH CHECK.
                 let insert =
                     fresh_copy_insert(table, model.column, self.truth.row(table.name, other));
-                let outcome =
-                    as_tenant_execute(conn, role, model.setting, Some(tenant), &insert).await;
+                let outcome = as_tenant_execute_text(
+                    conn,
+                    role,
+                    model.setting,
+                    Some(&tenant.to_string()),
+                    &insert,
+                )
+                .await;
                 self.case(matches!(&outcome, Outcome::Refused(code, _) if code == "42501"), || format!(
                     "postgres, as `{role}` for tenant {tenant}: inserting a row of tenant {other} into `{}` {}\nfix: the `{}` policy needs WITH CHECK ({} = current_setting('{}'))",
                     table.name, describe(&outcome, "was not refused by row-level security"), table.name, model.column, model.setting
@@ -751,8 +757,14 @@ impl Cases<'_, '_> {
                         format!("DELETE FROM {name} WHERE {column} = {other}"),
                     ),
                 ] {
-                    let outcome =
-                        as_tenant_execute(conn, role, model.setting, Some(tenant), &sql).await;
+                    let outcome = as_tenant_execute_text(
+                        conn,
+                        role,
+                        model.setting,
+                        Some(&tenant.to_string()),
+                        &sql,
+                    )
+                    .await;
                     self.case(!matches!(outcome, Outcome::Rows(n) if n > 0), || format!(
                         "postgres, as `{role}` for tenant {tenant}: {verb} of tenant {other}'s rows in `{}` {}\nfix: the `{}` policy must cover {verb} with USING ({} = current_setting('{}'))",
                         table.name, describe(&outcome, "changed them"), table.name, model.column, model.setting
@@ -768,8 +780,14 @@ impl Cases<'_, '_> {
                     quote(key),
                     literal(&own)
                 );
-                let outcome =
-                    as_tenant_execute(conn, role, model.setting, Some(tenant), &moved).await;
+                let outcome = as_tenant_execute_text(
+                    conn,
+                    role,
+                    model.setting,
+                    Some(&tenant.to_string()),
+                    &moved,
+                )
+                .await;
                 self.case(matches!(outcome, Outcome::Refused(..)), || format!(
                     "postgres, as `{role}` for tenant {tenant}: moving row {own} of `{}` to tenant {other} {}\nfix: the `{}` policy needs WITH CHECK ({} = current_setting('{}'))",
                     table.name, describe(&outcome, "was not refused"), table.name, model.column, model.setting
@@ -793,8 +811,14 @@ impl Cases<'_, '_> {
                         quote(key),
                         literal(&own)
                     );
-                    let outcome =
-                        as_tenant_execute(conn, role, model.setting, Some(tenant), &sql).await;
+                    let outcome = as_tenant_execute_text(
+                        conn,
+                        role,
+                        model.setting,
+                        Some(&tenant.to_string()),
+                        &sql,
+                    )
+                    .await;
                     self.case(matches!(outcome, Outcome::Refused(..)), || format!(
                         "postgres, as `{role}` for tenant {tenant}: row {own} of `{}` was made to reference tenant {other}'s `{parent}` ({}) {}\nfix: make the foreign key composite: FOREIGN KEY ({}, {}) REFERENCES {parent} ({}, {})",
                         table.name, children.join(", "), describe(&outcome, "and it was not refused"),
@@ -989,6 +1013,17 @@ fn describe(outcome: &Outcome, accepted: &str) -> String {
     }
 }
 
+/// Rows changed, or the refusal with its code.
+fn outcome(result: Result<u64, sqlx::Error>) -> Outcome {
+    match result {
+        Ok(rows) => Outcome::Rows(rows),
+        Err(error) => {
+            let (code, message) = error_code(&error);
+            Outcome::Refused(code, message)
+        }
+    }
+}
+
 /// Starts a transaction as `role` with the tenant setting (`None`: not set at all).
 async fn begin_as<'c>(
     conn: &'c mut PgConnection,
@@ -1013,23 +1048,6 @@ async fn begin_as<'c>(
     Ok(tx)
 }
 
-async fn as_tenant_count(
-    conn: &mut PgConnection,
-    role: &str,
-    setting: &str,
-    tenant: Option<i64>,
-    sql: &str,
-) -> Result<(i64, i64), sqlx::Error> {
-    as_tenant_text(
-        conn,
-        role,
-        setting,
-        tenant.map(|t| t.to_string()).as_deref(),
-        sql,
-    )
-    .await
-}
-
 /// Runs a two-count query as the tenant, in a transaction that is rolled back.
 async fn as_tenant_text(
     conn: &mut PgConnection,
@@ -1044,23 +1062,6 @@ async fn as_tenant_text(
         .await;
     tx.rollback().await?;
     result
-}
-
-async fn as_tenant_execute(
-    conn: &mut PgConnection,
-    role: &str,
-    setting: &str,
-    tenant: Option<i64>,
-    sql: &str,
-) -> Outcome {
-    as_tenant_execute_text(
-        conn,
-        role,
-        setting,
-        tenant.map(|t| t.to_string()).as_deref(),
-        sql,
-    )
-    .await
 }
 
 /// Runs a statement as the tenant, in a transaction that is rolled back.
@@ -1080,55 +1081,34 @@ async fn as_tenant_execute_text(
     };
     let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&mut *tx)
-        .await;
+        .await
+        .map(|done| done.rows_affected());
     let _ = tx.rollback().await;
-    match result {
-        Ok(done) => Outcome::Rows(done.rows_affected()),
-        Err(error) => {
-            let (code, message) = error_code(&error);
-            Outcome::Refused(code, message)
-        }
-    }
+    outcome(result)
 }
 
 async fn in_rolled_back_sqlite(conn: &mut sqlx::SqliteConnection, sql: &str) -> Outcome {
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
-        Err(error) => {
-            let (code, message) = error_code(&error);
-            return Outcome::Refused(code, message);
-        }
+        Err(error) => return outcome(Err(error)),
     };
     let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&mut *tx)
-        .await;
+        .await
+        .map(|done| done.rows_affected());
     let _ = tx.rollback().await;
-    match result {
-        Ok(done) => Outcome::Rows(done.rows_affected()),
-        Err(error) => {
-            let (code, message) = error_code(&error);
-            Outcome::Refused(code, message)
-        }
-    }
+    outcome(result)
 }
 
 /// The first value a CHECK constraint lists for `column` (`column IN (…)`, which
 /// PostgreSQL shows as `column = ANY (ARRAY[…])`), as SQL.
 fn allowed_value(table: &Table, column: &str) -> Option<String> {
     use sqlparser::ast::{BinaryOperator, Expr, Visit, Visitor};
-    use sqlparser::dialect::PostgreSqlDialect;
     use std::ops::ControlFlow;
 
     struct Finder<'a> {
         column: &'a str,
         value: Option<String>,
-    }
-    fn is_column(expr: &Expr, column: &str) -> bool {
-        match expr {
-            Expr::Identifier(ident) => ident.value == column,
-            Expr::Nested(expr) | Expr::Cast { expr, .. } => is_column(expr, column),
-            _ => false,
-        }
     }
     impl Visitor for Finder<'_> {
         type Break = ();
@@ -1138,13 +1118,13 @@ fn allowed_value(table: &Table, column: &str) -> Option<String> {
                     expr,
                     list,
                     negated: false,
-                } if is_column(expr, self.column) => list.first(),
+                } if super::rules::is_column(expr, self.column) => list.first(),
                 Expr::AnyOp {
                     left,
                     compare_op: BinaryOperator::Eq,
                     right,
                     ..
-                } if is_column(left, self.column) => match right.as_ref() {
+                } if super::rules::is_column(left, self.column) => match right.as_ref() {
                     Expr::Array(array) => array.elem.first(),
                     Expr::Nested(inner) => match inner.as_ref() {
                         Expr::Array(array) => array.elem.first(),
@@ -1164,10 +1144,7 @@ fn allowed_value(table: &Table, column: &str) -> Option<String> {
     table.checks.iter().find_map(|check| {
         let text = check.expression.trim();
         let text = text.strip_prefix("CHECK").unwrap_or(text);
-        let expr = sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(text)
-            .and_then(|mut parser| parser.parse_expr())
-            .ok()?;
+        let expr = super::rules::parse_expression(text)?;
         let mut finder = Finder {
             column,
             value: None,

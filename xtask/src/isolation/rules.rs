@@ -492,13 +492,9 @@ fn expression_filters_tenant(expression: &str, column: &str, setting: &str) -> b
         BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, Visit,
         Visitor,
     };
-    use sqlparser::dialect::PostgreSqlDialect;
     use std::ops::ControlFlow;
 
-    let Ok(expr) = sqlparser::parser::Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(expression)
-        .and_then(|mut parser| parser.parse_expr())
-    else {
+    let Some(expr) = parse_expression(expression) else {
         return false;
     };
 
@@ -544,15 +540,6 @@ fn expression_filters_tenant(expression: &str, column: &str, setting: &str) -> b
         finder.found
     }
 
-    fn is_column(expr: &Expr, column: &str) -> bool {
-        match expr {
-            Expr::Identifier(ident) => ident.value == column,
-            Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == column),
-            Expr::Nested(expr) | Expr::Cast { expr, .. } => is_column(expr, column),
-            _ => false,
-        }
-    }
-
     struct Comparisons<'a> {
         column: &'a str,
         setting: &'a str,
@@ -582,6 +569,25 @@ fn expression_filters_tenant(expression: &str, column: &str, setting: &str) -> b
     };
     let _ = expr.visit(&mut comparisons);
     comparisons.found
+}
+
+/// A SQL expression as the catalog prints it (a policy's USING, a CHECK), parsed.
+pub(super) fn parse_expression(text: &str) -> Option<sqlparser::ast::Expr> {
+    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
+}
+
+/// Whether `expr` is the column `column` (qualified, parenthesized or cast).
+pub(super) fn is_column(expr: &sqlparser::ast::Expr, column: &str) -> bool {
+    use sqlparser::ast::Expr;
+    match expr {
+        Expr::Identifier(ident) => ident.value == column,
+        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == column),
+        Expr::Nested(expr) | Expr::Cast { expr, .. } => is_column(expr, column),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

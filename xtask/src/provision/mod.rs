@@ -42,6 +42,27 @@ pub struct PgOptions {
 }
 
 impl PgOptions {
+    /// The environment's options, overridden by the command-line flags that were given.
+    /// An explicit URL forces the `url` provider, unless another was forced too.
+    pub fn from_flags(
+        choice: PgProviderChoice,
+        image: Option<&str>,
+        url: Option<&str>,
+    ) -> PgOptions {
+        let mut pg = PgOptions::from_env();
+        pg.choice = choice;
+        if let Some(image) = image {
+            pg.image = image.to_string();
+        }
+        if let Some(url) = url {
+            pg.server_url = Some(url.to_string());
+            if pg.choice == PgProviderChoice::Auto {
+                pg.choice = PgProviderChoice::Url;
+            }
+        }
+        pg
+    }
+
     pub fn from_env() -> PgOptions {
         PgOptions {
             choice: PgProviderChoice::Auto,
