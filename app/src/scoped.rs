@@ -68,10 +68,7 @@ impl ScopedTable<'_> {
                 });
             }
         }
-        let columns = row
-            .keys()
-            .map(|column| identifier(column))
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = identifiers(&row)?;
         let json = Value::Object(row).to_string();
         let table = self.quoted();
         // PostgreSQL converts the JSON with the table's own row type; SQLite's columns
@@ -109,10 +106,7 @@ impl ScopedTable<'_> {
                 table: self.table.clone(),
             });
         }
-        let columns = values
-            .keys()
-            .map(|column| identifier(column))
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = identifiers(values)?;
         if columns.is_empty() {
             return Ok(0);
         }
@@ -186,6 +180,11 @@ fn row_paths(columns: &[String]) -> String {
         .map(|column| format!("json_extract($1, '$.{column}')"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The row's column names, each checked and quoted as by [`identifier`].
+fn identifiers(row: &Map<String, Value>) -> Result<Vec<String>, Error> {
+    row.keys().map(|column| identifier(column)).collect()
 }
 
 /// A plain SQL identifier (letters, digits, underscores), quoted; anything else is refused.

@@ -714,17 +714,23 @@ impl Cases<'_, '_> {
     /// isolate tenants without any filter in the query.
     async fn raw_postgres(&mut self, conn: &mut PgConnection, role: &str) {
         let model = self.model;
+        let mut app = AppRole {
+            conn,
+            role,
+            setting: model.setting,
+        };
         let column = quote(model.column);
         for table in &model.tables {
             let name = quote(table.name);
             for &tenant in self.tenants {
+                let tenant_text = tenant.to_string();
                 let other = self.other(tenant);
                 let expected = self.truth.keys(table.name, tenant).len() as i64;
                 // Reads see exactly the tenant's rows.
                 let read = format!(
                     "SELECT count(*)::bigint, count(*) FILTER (WHERE {column} <> {tenant})::bigint FROM {name}"
                 );
-                match as_tenant_text(conn, role, model.setting, Some(&tenant.to_string()), &read).await {
+                match app.counts(Some(&tenant_text), &read).await {
                     Ok((seen, foreign)) => self.case(seen == expected && foreign == 0, || format!(
                         "postgres, as `{role}` for tenant {tenant}: SELECT from `{}` saw {seen} rows ({foreign} of other tenants); tenant {tenant} owns {expected}\nfix: the `{}` policy must filter USING ({} = current_setting('{}'))",
                         table.name, table.name, model.column, model.setting
@@ -734,14 +740,7 @@ impl Cases<'_, '_> {
                 // Inserting another tenant's row is refused by the policy's WITH CHECK.
                 let insert =
                     fresh_copy_insert(table, model.column, self.truth.row(table.name, other));
-                let outcome = as_tenant_execute_text(
-                    conn,
-                    role,
-                    model.setting,
-                    Some(&tenant.to_string()),
-                    &insert,
-                )
-                .await;
+                let outcome = app.execute(Some(&tenant_text), &insert).await;
                 self.case(matches!(&outcome, Outcome::Refused(code, _) if code == "42501"), || format!(
                     "postgres, as `{role}` for tenant {tenant}: inserting a row of tenant {other} into `{}` {}\nfix: the `{}` policy needs WITH CHECK ({} = current_setting('{}'))",
                     table.name, describe(&outcome, "was not refused by row-level security"), table.name, model.column, model.setting
@@ -757,14 +756,7 @@ impl Cases<'_, '_> {
                         format!("DELETE FROM {name} WHERE {column} = {other}"),
                     ),
                 ] {
-                    let outcome = as_tenant_execute_text(
-                        conn,
-                        role,
-                        model.setting,
-                        Some(&tenant.to_string()),
-                        &sql,
-                    )
-                    .await;
+                    let outcome = app.execute(Some(&tenant_text), &sql).await;
                     self.case(!matches!(outcome, Outcome::Rows(n) if n > 0), || format!(
                         "postgres, as `{role}` for tenant {tenant}: {verb} of tenant {other}'s rows in `{}` {}\nfix: the `{}` policy must cover {verb} with USING ({} = current_setting('{}'))",
                         table.name, describe(&outcome, "changed them"), table.name, model.column, model.setting
@@ -780,14 +772,7 @@ impl Cases<'_, '_> {
                     quote(key),
                     literal(&own)
                 );
-                let outcome = as_tenant_execute_text(
-                    conn,
-                    role,
-                    model.setting,
-                    Some(&tenant.to_string()),
-                    &moved,
-                )
-                .await;
+                let outcome = app.execute(Some(&tenant_text), &moved).await;
                 self.case(matches!(outcome, Outcome::Refused(..)), || format!(
                     "postgres, as `{role}` for tenant {tenant}: moving row {own} of `{}` to tenant {other} {}\nfix: the `{}` policy needs WITH CHECK ({} = current_setting('{}'))",
                     table.name, describe(&outcome, "was not refused"), table.name, model.column, model.setting
@@ -811,14 +796,7 @@ impl Cases<'_, '_> {
                         quote(key),
                         literal(&own)
                     );
-                    let outcome = as_tenant_execute_text(
-                        conn,
-                        role,
-                        model.setting,
-                        Some(&tenant.to_string()),
-                        &sql,
-                    )
-                    .await;
+                    let outcome = app.execute(Some(&tenant_text), &sql).await;
                     self.case(matches!(outcome, Outcome::Refused(..)), || format!(
                         "postgres, as `{role}` for tenant {tenant}: row {own} of `{}` was made to reference tenant {other}'s `{parent}` ({}) {}\nfix: make the foreign key composite: FOREIGN KEY ({}, {}) REFERENCES {parent} ({}, {})",
                         table.name, children.join(", "), describe(&outcome, "and it was not refused"),
@@ -829,7 +807,7 @@ impl Cases<'_, '_> {
             // With no tenant set (or an empty one), the database fails closed.
             for (label, tenant) in [("no tenant set", None), ("an empty tenant", Some(""))] {
                 let read = format!("SELECT count(*)::bigint, 0::bigint FROM {name}");
-                let seen = as_tenant_text(conn, role, model.setting, tenant, &read).await;
+                let seen = app.counts(tenant, &read).await;
                 self.case(!matches!(seen, Ok((n, _)) if n > 0), || format!(
                     "postgres, as `{role}` with {label}: SELECT from `{}` returned {} rows; it must fail closed (an error or no rows)\nfix: compare with NULLIF(current_setting('{}', true), '')::bigint in the policy",
                     table.name, seen.map(|(n, _)| n).unwrap_or_default(), model.setting
@@ -839,8 +817,7 @@ impl Cases<'_, '_> {
                     model.column,
                     self.truth.row(table.name, self.tenants[0]),
                 );
-                let outcome =
-                    as_tenant_execute_text(conn, role, model.setting, tenant, &insert).await;
+                let outcome = app.execute(tenant, &insert).await;
                 self.case(matches!(outcome, Outcome::Refused(..)), || format!(
                     "postgres, as `{role}` with {label}: an insert into `{}` {}; it must fail closed",
                     table.name, describe(&outcome, "was accepted")
@@ -1024,67 +1001,65 @@ fn outcome(result: Result<u64, sqlx::Error>) -> Outcome {
     }
 }
 
-/// Starts a transaction as `role` with the tenant setting (`None`: not set at all).
-async fn begin_as<'c>(
-    conn: &'c mut PgConnection,
-    role: &str,
-    setting: &str,
-    tenant: Option<&str>,
-) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL ROLE {}",
-        quote(role)
-    )))
-    .execute(&mut *tx)
-    .await?;
-    if let Some(tenant) = tenant {
-        sqlx::query("SELECT set_config($1, $2, true)")
-            .bind(setting)
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(tx)
+/// A PostgreSQL connection that runs each statement as the application role, with the
+/// tenant setting given (`None`: not set at all), in a transaction that is rolled back.
+struct AppRole<'a> {
+    conn: &'a mut PgConnection,
+    role: &'a str,
+    setting: &'a str,
 }
 
-/// Runs a two-count query as the tenant, in a transaction that is rolled back.
-async fn as_tenant_text(
-    conn: &mut PgConnection,
-    role: &str,
-    setting: &str,
-    tenant: Option<&str>,
-    sql: &str,
-) -> Result<(i64, i64), sqlx::Error> {
-    let mut tx = begin_as(conn, role, setting, tenant).await?;
-    let result = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&mut *tx)
-        .await;
-    tx.rollback().await?;
-    result
-}
-
-/// Runs a statement as the tenant, in a transaction that is rolled back.
-async fn as_tenant_execute_text(
-    conn: &mut PgConnection,
-    role: &str,
-    setting: &str,
-    tenant: Option<&str>,
-    sql: &str,
-) -> Outcome {
-    let mut tx = match begin_as(conn, role, setting, tenant).await {
-        Ok(tx) => tx,
-        Err(error) => {
-            let (code, message) = error_code(&error);
-            return Outcome::Refused(code, format!("could not start the transaction: {message}"));
-        }
-    };
-    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+impl AppRole<'_> {
+    async fn begin(
+        &mut self,
+        tenant: Option<&str>,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.conn.begin().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL ROLE {}",
+            quote(self.role)
+        )))
         .execute(&mut *tx)
-        .await
-        .map(|done| done.rows_affected());
-    let _ = tx.rollback().await;
-    outcome(result)
+        .await?;
+        if let Some(tenant) = tenant {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(self.setting)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// Runs a two-count query.
+    async fn counts(&mut self, tenant: Option<&str>, sql: &str) -> Result<(i64, i64), sqlx::Error> {
+        let mut tx = self.begin(tenant).await?;
+        let result = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut *tx)
+            .await;
+        tx.rollback().await?;
+        result
+    }
+
+    /// Runs a statement.
+    async fn execute(&mut self, tenant: Option<&str>, sql: &str) -> Outcome {
+        let mut tx = match self.begin(tenant).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                let (code, message) = error_code(&error);
+                return Outcome::Refused(
+                    code,
+                    format!("could not start the transaction: {message}"),
+                );
+            }
+        };
+        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map(|done| done.rows_affected());
+        let _ = tx.rollback().await;
+        outcome(result)
+    }
 }
 
 async fn in_rolled_back_sqlite(conn: &mut sqlx::SqliteConnection, sql: &str) -> Outcome {
