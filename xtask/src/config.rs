@@ -18,6 +18,7 @@ pub struct Config {
     pub snapshot_dir: PathBuf,
     pub tenancy: Tenancy,
     pub global_tables: Vec<GlobalTable>,
+    pub parity_exemptions: Vec<ParityExemption>,
     pub seed_at_version: i64,
     pub seed_file: PathBuf,
 }
@@ -40,6 +41,17 @@ pub struct GlobalTable {
     pub reason: String,
 }
 
+/// A migration that deliberately exists for one backend only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParityExemption {
+    /// `<version>_<name>`, as in the file name.
+    pub migration: String,
+    /// The backend that has it: `postgres` or `sqlite`.
+    pub only_in: String,
+    pub reason: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -47,6 +59,8 @@ struct File {
     tenancy: Tenancy,
     #[serde(default)]
     global_tables: Vec<GlobalTable>,
+    #[serde(default)]
+    parity_exemptions: Vec<ParityExemption>,
     fixtures: FixturesSection,
 }
 
@@ -89,6 +103,7 @@ impl Config {
             snapshot_dir: base.join(file.migrations.snapshots),
             tenancy: file.tenancy,
             global_tables: file.global_tables,
+            parity_exemptions: file.parity_exemptions,
             seed_at_version: file.fixtures.seed_at_version,
             seed_file: base.join(file.fixtures.seed),
         };
@@ -125,6 +140,20 @@ impl Config {
             }
             if !seen.insert(&table.name) {
                 problems.push(format!("global table `{}` is listed twice", table.name));
+            }
+        }
+        for exemption in &self.parity_exemptions {
+            if Backend::ALL.iter().all(|b| b.name() != exemption.only_in) {
+                problems.push(format!(
+                    "parity exemption `{}`: `only_in` must be `postgres` or `sqlite`, not `{}`",
+                    exemption.migration, exemption.only_in
+                ));
+            }
+            if exemption.reason.trim().is_empty() {
+                problems.push(format!(
+                    "parity exemption `{}` needs a one-line `reason`",
+                    exemption.migration
+                ));
             }
         }
         if problems.is_empty() {

@@ -4,14 +4,20 @@
 pub mod checks;
 pub mod config;
 pub mod db;
+pub mod folder;
 pub mod isolation;
+pub mod lint;
+pub mod lock;
 pub mod migration_set;
+pub mod parity;
 pub mod provision;
 pub mod rehearsal;
 pub mod release;
 pub mod report;
+pub mod reversibility;
 pub mod schema;
 pub mod snapshot;
+pub mod static_checks;
 pub mod workspace_tests;
 
 use std::path::{Path, PathBuf};

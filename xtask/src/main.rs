@@ -6,10 +6,15 @@
 //!   no container registry;
 //! - `ci` runs the whole gate the way CI does;
 //! - `schema` prints a database's schema as the snapshots hold it;
-//! - `release` cuts a verified build of `app` with its manifest.
+//! - `release` cuts a verified build of `app` with its manifest;
+//! - `lint` reads new migrations for unsafe statements; `migrations lock|check` keeps the
+//!   lock files; `new-migration` starts a migration on both backends.
 
 mod ci;
+mod lint_command;
 mod migrate_test;
+mod migrations_command;
+mod new_migration;
 mod pg_image;
 mod schema_command;
 
@@ -40,6 +45,12 @@ enum Command {
     Schema(schema_command::SchemaCommand),
     /// Cut a verified release of app: every gate, the release build, and its manifest.
     Release(xtask::release::Release),
+    /// Lint the migrations for unsafe statements (new work by default, --all for every one).
+    Lint(lint_command::Lint),
+    /// Keep the migration lock files: `lock` rewrites them, `check` verifies them.
+    Migrations(migrations_command::Migrations),
+    /// Create the up/down pair of a new migration in both backend folders.
+    NewMigration(new_migration::NewMigration),
 }
 
 /// Runs the release and prints its verdict.
@@ -89,6 +100,9 @@ fn main() -> ExitCode {
         Command::Ci(command) => command.run().map(|()| ExitCode::SUCCESS),
         Command::Schema(command) => command.run(),
         Command::Release(command) => release(&command),
+        Command::Lint(command) => command.run(),
+        Command::Migrations(command) => command.run(),
+        Command::NewMigration(command) => command.run(),
     };
     match result {
         Ok(code) => code,

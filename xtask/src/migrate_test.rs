@@ -41,6 +41,16 @@ pub(crate) struct MigrateTest {
     /// Also print the time of every migration.
     #[arg(long, short)]
     verbose: bool,
+    /// Generated rows per table, added to the fixture before the tenancy migrations
+    /// (deterministic); the checks then run at that volume, e.g. `--rows 100000`.
+    #[arg(long, default_value_t = 0)]
+    rows: u64,
+    /// Seed of the row generator for `--rows` (same seed, same rows).
+    #[arg(long, default_value_t = 1)]
+    rows_seed: u64,
+    /// Skip the reversibility pass (up, down, compare, up again for every migration).
+    #[arg(long)]
+    no_reversibility: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,6 +91,12 @@ impl MigrateTest {
         pg: &PgOptions,
     ) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
+        let options = rehearsal::Options {
+            progress: rehearsal::Progress::Lines,
+            rows: self.rows,
+            rows_seed: self.rows_seed,
+            reversibility: !self.no_reversibility,
+        };
         provision::sweep_leftovers();
         let janitor = Janitor::new();
         eprintln!(
@@ -93,7 +109,7 @@ impl MigrateTest {
             xtask::display_path(&config.path)
         );
         let reports = tokio::select! {
-            reports = rehearsal::rehearse_all(backends, config, pg, &janitor, rehearsal::Progress::Lines) => Some(reports),
+            reports = rehearsal::rehearse_all(backends, config, pg, &janitor, options) => Some(reports),
             () = xtask::interrupted() => None,
         };
         let Some(reports) = reports else {
@@ -111,10 +127,17 @@ impl MigrateTest {
         let kept = janitor.finish(self.keep && !passed).await;
 
         println!();
-        if self.verbose {
+        if self.verbose || self.rows > 0 {
             println!("migrations:\n{}", report::steps(&reports));
         }
+        print!("{}", report::safety_table(&reports));
+        println!();
         print!("{}", report::table(&reports));
+        let notes = report::notes(&reports);
+        if !notes.is_empty() {
+            println!();
+            print!("{notes}");
+        }
         let failures = report::failures(&reports);
         if !failures.is_empty() {
             println!();

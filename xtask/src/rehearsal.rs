@@ -36,6 +36,11 @@ pub struct BackendReport {
     pub isolation_steps_checked: usize,
     /// An error that stopped the rehearsal before its checks could run.
     pub fatal: Option<Failure>,
+    /// Lines shown beside the table: new migrations, acknowledged lint findings,
+    /// migrations marked irreversible.
+    pub notes: Vec<String>,
+    /// Lint findings on the new migrations, for `::error` annotations and the summary.
+    pub lint_findings: Vec<crate::lint::Finding>,
 }
 
 #[derive(Debug)]
@@ -62,13 +67,36 @@ impl BackendReport {
     }
 }
 
+/// How a rehearsal runs beyond the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub progress: Progress,
+    /// Generated rows per table, added to the fixture at the seed version (`--rows N`).
+    pub rows: u64,
+    /// Seed of the row generator: the same seed gives the same rows.
+    pub rows_seed: u64,
+    /// Reverse every migration (up, down, compare, up again).
+    pub reversibility: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            progress: Progress::Quiet,
+            rows: 0,
+            rows_seed: 1,
+            reversibility: true,
+        }
+    }
+}
+
 /// Rehearses the migrations of `backend`; never returns early without a report.
 pub async fn rehearse(
     backend: Backend,
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
-    progress: Progress,
+    options: Options,
 ) -> BackendReport {
     let mut report = BackendReport {
         backend,
@@ -81,8 +109,14 @@ pub async fn rehearse(
         isolation_steps_checked: 0,
         isolation_cases: 0,
         fatal: None,
+        notes: Vec::new(),
+        lint_findings: Vec::new(),
     };
-    if let Err(failure) = run(&mut report, config, pg, janitor, progress).await {
+    let file_checks = crate::static_checks::run(config, backend);
+    report.checks.extend(file_checks.outcomes);
+    report.notes.extend(file_checks.notes);
+    report.lint_findings = file_checks.findings;
+    if let Err(failure) = run(&mut report, config, pg, janitor, options).await {
         report.fatal = Some(failure);
     }
     report
@@ -93,8 +127,9 @@ async fn run(
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
-    progress: Progress,
+    options: Options,
 ) -> Result<(), Failure> {
+    let progress = options.progress;
     let backend = report.backend;
     let set = MigrationSet::load(backend, config.migrations_dir(backend))
         .await
@@ -134,7 +169,7 @@ async fn run(
         .map_err(|error| Failure::new(format!("{error:#}")))?;
     report.phases.push(("provision", phase.elapsed()));
 
-    let result = rehearse_on(report, config, &set, &mut conn, &database.url).await;
+    let result = rehearse_on(report, config, &set, &mut conn, &database.url, options).await;
     progress.say(
         backend,
         &format!(
@@ -159,6 +194,7 @@ async fn rehearse_on(
     set: &MigrationSet,
     conn: &mut Conn,
     url: &str,
+    options: Options,
 ) -> Result<(), Failure> {
     let table_name = set.migrator.table_name.to_string();
     ensure_migrations_table(conn, &table_name)
@@ -173,8 +209,17 @@ async fn rehearse_on(
     // Static isolation failures after intermediate steps: the app may be deployed between
     // a migration that opens a gap and the one that closes it.
     let mut step_failures: Vec<(String, &'static str, Failure)> = Vec::new();
+    let mut reversibility = crate::reversibility::Pass::default();
     for migration in set.ups() {
         let file = set.file(migration.version, true);
+        let before = if options.reversibility {
+            let started = Instant::now();
+            let state = crate::reversibility::State::read(conn, &table_name).await?;
+            reversibility.time += started.elapsed();
+            Some(state)
+        } else {
+            None
+        };
         let duration = apply(conn, &table_name, migration)
             .await
             .map_err(|error| apply_failure(&file, migration, error))?;
@@ -183,6 +228,11 @@ async fn rehearse_on(
             file: file.clone(),
             duration,
         });
+        if let Some(before) = before {
+            let started = Instant::now();
+            reversibility.reverse(conn, set, migration, &before).await?;
+            reversibility.time += started.elapsed();
+        }
         let tables = table_names(conn).await?;
         for table in tables.iter().filter(|t| !known_tables.contains(*t)) {
             created_by.insert(table.clone(), file.clone());
@@ -210,9 +260,22 @@ async fn rehearse_on(
             seed_time = started.elapsed();
         }
     }
-    report
-        .phases
-        .push(("migrate", phase.elapsed().saturating_sub(seed_time)));
+    report.phases.push((
+        "migrate",
+        phase
+            .elapsed()
+            .saturating_sub(seed_time)
+            .saturating_sub(reversibility.time),
+    ));
+    if options.reversibility {
+        report.phases.push(("reversibility", reversibility.time));
+        report.notes.extend(reversibility.notes);
+        report.checks.push(CheckOutcome {
+            name: "reversibility",
+            checked: reversibility.reversed,
+            failures: reversibility.failures,
+        });
+    }
 
     let phase = Instant::now();
     let schema = Schema::read(conn, &table_name)
@@ -232,12 +295,11 @@ async fn rehearse_on(
             .map(|m| set.file(m.version, true))
             .collect(),
     };
-    report.checks = checks::run_all(conn, &context).await;
-    report.checks.push(isolation_between_steps(
-        &report.checks,
-        step_failures,
-        report.isolation_steps_checked,
-    ));
+    let final_checks = checks::run_all(conn, &context).await;
+    let between =
+        isolation_between_steps(&final_checks, step_failures, report.isolation_steps_checked);
+    report.checks.extend(final_checks);
+    report.checks.push(between);
     report
         .phases
         .push(("seed+checks", phase.elapsed() + seed_time));
@@ -321,7 +383,7 @@ async fn ensure_migrations_table(conn: &mut Conn, table_name: &str) -> Result<()
     }
 }
 
-async fn apply(
+pub(crate) async fn apply(
     conn: &mut Conn,
     table_name: &str,
     migration: &Migration,
@@ -333,7 +395,7 @@ async fn apply(
 }
 
 /// Names the file and, where the database gives a position, the line.
-fn apply_failure(file: &str, migration: &Migration, error: MigrateError) -> Failure {
+pub(crate) fn apply_failure(file: &str, migration: &Migration, error: MigrateError) -> Failure {
     let database_error = match &error {
         MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)
         | MigrateError::Execute(sqlx::Error::Database(db)) => Some(db),
@@ -368,7 +430,7 @@ fn apply_failure(file: &str, migration: &Migration, error: MigrateError) -> Fail
     failure
 }
 
-async fn table_names(conn: &mut Conn) -> Result<Vec<String>, Failure> {
+pub(crate) async fn table_names(conn: &mut Conn) -> Result<Vec<String>, Failure> {
     let sql = match conn {
         Conn::Postgres(_) => {
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -462,20 +524,20 @@ pub async fn rehearse_all(
     config: &Config,
     pg: &PgOptions,
     janitor: &Janitor,
-    progress: Progress,
+    options: Options,
 ) -> Vec<BackendReport> {
     let wants = |backend| backends.contains(&backend);
     let (postgres, sqlite) = tokio::join!(
         async {
             if wants(Backend::Postgres) {
-                Some(rehearse(Backend::Postgres, config, pg, janitor, progress).await)
+                Some(rehearse(Backend::Postgres, config, pg, janitor, options).await)
             } else {
                 None
             }
         },
         async {
             if wants(Backend::Sqlite) {
-                Some(rehearse(Backend::Sqlite, config, pg, janitor, progress).await)
+                Some(rehearse(Backend::Sqlite, config, pg, janitor, options).await)
             } else {
                 None
             }

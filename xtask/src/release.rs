@@ -267,7 +267,7 @@ impl Release {
             provision::sweep_leftovers();
             let janitor = Janitor::new();
             let reports = tokio::select! {
-                reports = rehearsal::rehearse_all(&Backend::ALL, config, &pg, &janitor, rehearsal::Progress::Lines) => Some(reports),
+                reports = rehearsal::rehearse_all(&Backend::ALL, config, &pg, &janitor, rehearsal::Options { progress: rehearsal::Progress::Lines, ..rehearsal::Options::default() }) => Some(reports),
                 () = crate::interrupted() => None,
             };
             for line in janitor.finish(false).await {

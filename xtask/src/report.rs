@@ -9,9 +9,10 @@ use anyhow::Context;
 
 use crate::rehearsal::BackendReport;
 
-const PHASES: [&str; 5] = [
+const PHASES: [&str; 6] = [
     "provision",
     "migrate",
+    "reversibility",
     "seed+checks",
     "snapshot",
     "isolation",
@@ -61,6 +62,7 @@ pub fn table(reports: &[BackendReport]) -> String {
             PHASES[2],
             PHASES[3],
             PHASES[4],
+            PHASES[5],
             "total",
         ]
         .map(String::from)
@@ -84,17 +86,87 @@ pub fn table(reports: &[BackendReport]) -> String {
         row.push(seconds(total_time));
         rows.push(row);
     }
+    aligned(&rows)
+}
+
+/// Rows of cells as aligned columns.
+fn aligned(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:width$}"))
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// "ok (7)", "2 failed (of 7)", or "-" when the check did not run.
+fn outcome(report: &BackendReport, name: &str, unit: &str) -> String {
+    match report.checks.iter().find(|c| c.name == name) {
+        None => "-".to_string(),
+        Some(check) if check.passed() => format!("ok ({} {unit})", check.checked),
+        Some(check) => format!("FAIL: {} of {} {unit}", check.failures.len(), check.checked),
+    }
+}
+
+/// The migration-safety table: integrity, parity, lint and reversibility per backend.
+pub fn safety_table(reports: &[BackendReport]) -> String {
+    let mut rows = vec![
+        [
+            "backend",
+            "integrity",
+            "parity",
+            "lint (new work)",
+            "reversibility",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for report in reports {
+        let lint = match report.checks.iter().find(|c| c.name == "lint") {
+            None => "-".to_string(),
+            Some(check) if check.checked == 0 => "ok (no new migration)".to_string(),
+            Some(check) if check.passed() => {
+                let acknowledged = report
+                    .lint_findings
+                    .iter()
+                    .filter(|f| matches!(f.status, crate::lint::Status::Acknowledged(_)))
+                    .count();
+                format!(
+                    "ok ({} new file(s), {acknowledged} acknowledged)",
+                    check.checked
+                )
+            }
+            Some(check) => format!(
+                "FAIL: {} finding(s) in {} new file(s)",
+                check.failures.len(),
+                check.checked
+            ),
+        };
+        rows.push(vec![
+            report.backend.to_string(),
+            outcome(report, "integrity", "migrations"),
+            outcome(report, "parity", "migrations"),
+            lint,
+            outcome(report, "reversibility", "reversed"),
+        ]);
+    }
+    aligned(&rows)
+}
+
+/// The notes of every backend: new migrations, acknowledged findings, irreversible ones.
+pub fn notes(reports: &[BackendReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        for note in &report.notes {
+            let _ = writeln!(out, "note {} · {}", report.backend, note);
+        }
     }
     out
 }
@@ -226,7 +298,11 @@ pub fn write_ci_reports(
     std::fs::write(junit_path, junit(reports))
         .with_context(|| format!("write {}", junit_path.display()))?;
     if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
-        let mut text = format!("### {verdict_line}\n\n```\n{}```\n", table(reports));
+        let mut text = format!(
+            "### {verdict_line}\n\n```\n{}\n{}```\n",
+            safety_table(reports),
+            table(reports)
+        );
         let failures = failures(reports);
         if !failures.is_empty() {
             let _ = write!(text, "\n```\n{failures}```\n");
@@ -258,6 +334,14 @@ pub fn write_ci_reports(
                     report.backend
                 );
             }
+            // Lint errors are annotated above as failures; acknowledged ones as notices.
+            let acknowledged: Vec<crate::lint::Finding> = report
+                .lint_findings
+                .iter()
+                .filter(|f| matches!(f.status, crate::lint::Status::Acknowledged(_)))
+                .cloned()
+                .collect();
+            print!("{}", crate::lint::github_annotations(&acknowledged));
         }
     }
     Ok(())
