@@ -3,7 +3,8 @@
 
 use app::Backend;
 use tenantgate_tests::scenarios::{
-    COMPOSITE_FK, PLAIN_FK, add_loyalty_cards, enable_rls, loyalty_cards,
+    COMPOSITE_FK, ORDERS_POLICY, PLAIN_FK, add_loyalty_cards, disable_rls, enable_rls,
+    loyalty_cards,
 };
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
 use xtask::rehearsal::BackendReport;
@@ -172,7 +173,7 @@ async fn dropping_a_policy_is_caught() {
             "0008",
             "drop_orders_policy",
             "DROP POLICY orders_tenant_isolation ON orders;\n",
-            "SELECT 1;\n",
+            ORDERS_POLICY,
         )
         .unwrap();
     let reports = rehearse(&scratch.config().unwrap(), &[Backend::Postgres]).await;
@@ -200,7 +201,7 @@ CREATE POLICY orders_read ON orders FOR SELECT
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint);
 CREATE POLICY orders_write ON orders FOR INSERT WITH CHECK (true);
 ",
-            "SELECT 1;\n",
+            &format!("DROP POLICY orders_read ON orders;\nDROP POLICY orders_write ON orders;\n{ORDERS_POLICY}"),
         )
         .unwrap();
     let reports = rehearse(&scratch.config().unwrap(), &[Backend::Postgres]).await;
@@ -234,9 +235,12 @@ async fn a_gap_opened_by_one_migration_and_closed_by_the_next_is_caught() {
             "0009",
             "secure_loyalty_cards",
             &enable_rls("loyalty_cards"),
-            "SELECT 1;\n",
+            &disable_rls("loyalty_cards"),
         )
         .unwrap();
+    for stem in ["0008_create_loyalty_cards", "0009_secure_loyalty_cards"] {
+        scratch.exempt_from_parity(stem, Backend::Postgres).unwrap();
+    }
     let reports = rehearse(&scratch.config().unwrap(), &[Backend::Postgres]).await;
     let report = &reports[0];
     assert_fails_with(

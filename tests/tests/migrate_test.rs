@@ -157,10 +157,20 @@ async fn an_edited_migration_that_changes_the_schema_fails_the_snapshot() {
         "schema-snapshot",
         &["sqlite.snap", "cargo insta review"],
     );
+    // The edit of a locked migration is caught before any database, by the lock file.
+    assert_fails_with(
+        &reports[0],
+        "integrity",
+        &[
+            "0004_create_tenants.up.sql",
+            "has been modified",
+            "new migration",
+        ],
+    );
     assert_eq!(
         reports[0].failures().count(),
-        1,
-        "only the snapshot differs: {:#?}",
+        2,
+        "only the lock and the snapshot: {:#?}",
         failures(&reports[0])
     );
 }

@@ -18,6 +18,7 @@ pub mod reversibility;
 pub mod schema;
 pub mod snapshot;
 pub mod static_checks;
+pub mod volume;
 pub mod workspace_tests;
 
 use std::path::{Path, PathBuf};

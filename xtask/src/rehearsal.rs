@@ -230,8 +230,13 @@ async fn rehearse_on(
         });
         if let Some(before) = before {
             let started = Instant::now();
-            reversibility.reverse(conn, set, migration, &before).await?;
+            let reversed = reversibility.reverse(conn, set, migration, &before).await;
             reversibility.time += started.elapsed();
+            if let Err(fatal) = reversed {
+                // Keep what the pass found (the schema diff says why the up failed again).
+                report.checks.push(reversibility.outcome());
+                return Err(fatal);
+            }
         }
         let tables = table_names(conn).await?;
         for table in tables.iter().filter(|t| !known_tables.contains(*t)) {
@@ -256,7 +261,26 @@ async fn rehearse_on(
         }
         if migration.version == config.seed_at_version {
             let started = Instant::now();
-            seeded = Some(seed(conn, config, &known_tables, &table_name).await?);
+            seed(conn, config).await?;
+            if options.rows > 0 {
+                let generating = Instant::now();
+                let schema = Schema::read(conn, &table_name).await.map_err(|error| {
+                    Failure::new(format!(
+                        "introspect the schema at the seed version: {error:#}"
+                    ))
+                })?;
+                let tables =
+                    crate::volume::generate(conn, config, &schema, options.rows, options.rows_seed)
+                        .await?;
+                report.notes.push(format!(
+                    "volume: {} generated rows in each of {} tables (seed {}) in {:.2} s",
+                    options.rows,
+                    tables.len(),
+                    options.rows_seed,
+                    generating.elapsed().as_secs_f64()
+                ));
+            }
+            seeded = Some(row_counts(conn, &table_name).await?);
             seed_time = started.elapsed();
         }
     }
@@ -269,12 +293,8 @@ async fn rehearse_on(
     ));
     if options.reversibility {
         report.phases.push(("reversibility", reversibility.time));
-        report.notes.extend(reversibility.notes);
-        report.checks.push(CheckOutcome {
-            name: "reversibility",
-            checked: reversibility.reversed,
-            failures: reversibility.failures,
-        });
+        report.notes.extend(reversibility.notes.clone());
+        report.checks.push(reversibility.outcome());
     }
 
     let phase = Instant::now();
@@ -464,13 +484,8 @@ BEGIN
 END
 $$";
 
-/// Loads the fixture and returns the row count of every table.
-async fn seed(
-    conn: &mut Conn,
-    config: &Config,
-    tables: &[String],
-    migrations_table: &str,
-) -> Result<BTreeMap<String, i64>, Failure> {
+/// Loads the fixture.
+async fn seed(conn: &mut Conn, config: &Config) -> Result<(), Failure> {
     let file = crate::display_path(&config.seed_file);
     let sql = std::fs::read_to_string(&config.seed_file)
         .with_context(|| format!("read the fixture {file}"))
@@ -492,13 +507,27 @@ async fn seed(
             ))
         })?;
     }
+    Ok(())
+}
+
+/// The row count of every table but the migrations table.
+pub(crate) async fn row_counts(
+    conn: &mut Conn,
+    migrations_table: &str,
+) -> Result<BTreeMap<String, i64>, Failure> {
     let mut counts = BTreeMap::new();
-    for table in tables.iter().filter(|t| t.as_str() != migrations_table) {
+    for table in table_names(conn).await? {
+        if table == migrations_table {
+            continue;
+        }
         let count = conn
-            .count(&format!("SELECT count(*) FROM {}", crate::db::quote(table)))
+            .count(&format!(
+                "SELECT count(*) FROM {}",
+                crate::db::quote(&table)
+            ))
             .await
             .map_err(|error| Failure::new(format!("count the rows of `{table}`: {error:#}")))?;
-        counts.insert(table.clone(), count);
+        counts.insert(table, count);
     }
     Ok(counts)
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migrate, MigrateError, Migration};
 
-use crate::checks::Failure;
-use crate::db::{Conn, quote};
+use crate::checks::{CheckOutcome, Failure};
+use crate::db::Conn;
 use crate::lint::{holds_no_statement, irreversible_reason_in};
 use crate::migration_set::MigrationSet;
-use crate::rehearsal::{apply, apply_failure, table_names};
+use crate::rehearsal::{apply, apply_failure, row_counts};
 use crate::schema::Schema;
 
 /// Lines of a schema diff shown in a failure; the rest is counted.
@@ -31,17 +31,7 @@ impl State {
             .await
             .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?
             .render();
-        let mut counts = BTreeMap::new();
-        for table in table_names(conn).await? {
-            if table == migrations_table {
-                continue;
-            }
-            let count = conn
-                .count(&format!("SELECT count(*) FROM {}", quote(&table)))
-                .await
-                .map_err(|error| Failure::new(format!("count the rows of `{table}`: {error:#}")))?;
-            counts.insert(table, count);
-        }
+        let counts = row_counts(conn, migrations_table).await?;
         Ok(State { schema, counts })
     }
 }
@@ -57,6 +47,14 @@ pub struct Pass {
 }
 
 impl Pass {
+    pub fn outcome(&self) -> CheckOutcome {
+        CheckOutcome {
+            name: "reversibility",
+            checked: self.reversed,
+            failures: self.failures.clone(),
+        }
+    }
+
     /// Reverses `migration` (just applied; `before` is the state before it) and applies it
     /// again. Only a failure to re-apply stops the rehearsal.
     pub async fn reverse(

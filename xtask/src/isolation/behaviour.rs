@@ -212,11 +212,11 @@ async fn guard(conn: &mut PgConnection, role: &str, model: &Model<'_>) -> Result
     )))
 }
 
-fn is_integer(data_type: &str) -> bool {
+pub(crate) fn is_integer(data_type: &str) -> bool {
     data_type.to_ascii_lowercase().contains("int")
 }
 
-fn is_text(data_type: &str) -> bool {
+pub(crate) fn is_text(data_type: &str) -> bool {
     let lower = data_type.to_ascii_lowercase();
     lower.contains("text") || lower.contains("char") || lower.contains("clob")
 }
@@ -1077,7 +1077,7 @@ async fn in_rolled_back_sqlite(conn: &mut sqlx::SqliteConnection, sql: &str) -> 
 
 /// The first value a CHECK constraint lists for `column` (`column IN (…)`, which
 /// PostgreSQL shows as `column = ANY (ARRAY[…])`), as SQL.
-fn allowed_value(table: &Table, column: &str) -> Option<String> {
+pub(crate) fn allowed_value(table: &Table, column: &str) -> Option<String> {
     use sqlparser::ast::{BinaryOperator, Expr, Visit, Visitor};
     use std::ops::ControlFlow;
 

@@ -46,6 +46,24 @@ pub(super) fn lint(context: &Context, migration: &FolderMigration) -> (Vec<Raw>,
         });
     }
     let file = parse.tree();
+    // squawk reports CONCURRENTLY in a transaction only in files of several statements
+    // (psql runs a lone statement outside one); sqlx wraps even a lone statement.
+    let concurrent_in_transaction = Rule::BanConcurrentIndexCreationInTransaction.to_string();
+    if migration.runs_in_transaction() && !raws.iter().any(|r| r.rule == concurrent_in_transaction)
+    {
+        for statement in file.stmts() {
+            if let ast::Stmt::CreateIndex(index) = &statement
+                && let Some(token) = index.concurrently_token()
+            {
+                raws.push(Raw {
+                    rule: concurrent_in_transaction.clone(),
+                    offset: usize::from(token.text_range().start()),
+                    message: "CREATE INDEX CONCURRENTLY cannot run inside a transaction, and sqlx runs this migration in one".to_string(),
+                    help: squawk_help(Rule::BanConcurrentIndexCreationInTransaction, None),
+                });
+            }
+        }
+    }
     let known = known_tables(context, &file);
     tenant_rules(context, &file, &known, &mut raws);
     let statements = file
