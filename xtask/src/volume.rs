@@ -10,7 +10,8 @@
 //!   `(g·p + seed) mod N`, p a prime not dividing N), so a unique foreign key stays unique;
 //! - columns a CHECK restricts to a list: the first listed value;
 //! - other integers: 1–100 (within the usual `>= 0`, `> 0`, `BETWEEN 1 AND 100`);
-//! - text: `<column>-<seed>-<row>`, unique; dates and timestamps: spread over a year.
+//! - text: `<column>-<seed>-<row>`, unique; dates and timestamps: spread over a year
+//!   (defaults such as `now()` are not used: they would make two runs differ).
 //!
 //! Global tables (reference data such as currencies) are not generated: references to them
 //! cycle through the rows they already hold.
@@ -96,7 +97,7 @@ pub async fn generate(
                 }
             } else if let Some(allowed) = allowed_value(table, &column.name) {
                 allowed
-            } else if column.default.is_some() || column.identity.is_some() {
+            } else if column.identity.is_some() {
                 continue;
             } else {
                 generated(backend, &column.name, &column.data_type, seed)

@@ -1,0 +1,332 @@
+//! The reversibility pass on real databases: up → down must restore the schema exactly and
+//! keep every row, then up runs again; and `--rows N` volume on both backends.
+
+use app::Backend;
+use sha2::Digest;
+use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, rehearse_with};
+use xtask::rehearsal::{BackendReport, Options};
+
+/// Adds migration 0008 to both backends.
+fn add_both(scratch: &Scratch, name: &str, up: &str, down: &str) {
+    for backend in Backend::ALL {
+        scratch
+            .add_migration(backend, "0008", name, up, down)
+            .unwrap();
+    }
+}
+
+fn failed_checks(report: &BackendReport) -> Vec<&'static str> {
+    report
+        .checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_repository_migrations_reverse_cleanly_on_both_backends() {
+    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    for report in rehearse(&config, &Backend::ALL).await {
+        let outcome = report
+            .checks
+            .iter()
+            .find(|c| c.name == "reversibility")
+            .expect("the pass runs by default");
+        assert_eq!(outcome.checked, 7, "{}", report.backend);
+        assert!(
+            report.passed(),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_down_migration_that_leaves_a_column_behind_fails_with_the_diff() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "add_store_notes",
+        "ALTER TABLE stores ADD COLUMN notes TEXT;\nALTER TABLE stores ADD COLUMN region TEXT;\n",
+        "ALTER TABLE stores DROP COLUMN notes;\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert_fails_with(
+            &report,
+            "reversibility",
+            &[
+                "0008_add_store_notes.down.sql",
+                "does not restore the schema as it was before",
+                "0008_add_store_notes.up.sql",
+                "region",
+                "--- before the up migration",
+            ],
+        );
+        // The diff shows the column the down migration left behind.
+        let failure = report
+            .failures()
+            .find(|(check, _)| *check == "reversibility")
+            .unwrap()
+            .1
+            .message
+            .clone();
+        assert!(
+            failure
+                .lines()
+                .any(|l| l.starts_with('+') && l.contains("region")),
+            "{}: {failure}",
+            report.backend
+        );
+        // Up cannot run again over the leftover column: the rehearsal stops and says so.
+        assert_fails_with(
+            &report,
+            "rehearsal",
+            &[
+                "0008_add_store_notes.up.sql",
+                "applying it again after its down migration",
+            ],
+        );
+    }
+}
+
+const ARCHIVE_UP: &str = "CREATE TABLE gift_cards_archive AS SELECT * FROM gift_cards;
+DELETE FROM gift_cards;
+";
+
+#[tokio::test]
+async fn a_down_migration_that_drops_moved_data_is_caught_by_the_row_counts() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "archive_gift_cards",
+        ARCHIVE_UP,
+        "DROP TABLE gift_cards_archive;\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert_fails_with(
+            &report,
+            "reversibility",
+            &[
+                "0008_archive_gift_cards.down.sql loses data",
+                "`gift_cards` had 60 rows before the up migration, 0 after the down",
+                "tenantgate:irreversible",
+            ],
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_down_migration_that_moves_the_data_back_passes() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "archive_gift_cards",
+        ARCHIVE_UP,
+        "INSERT INTO gift_cards SELECT * FROM gift_cards_archive;\nDROP TABLE gift_cards_archive;\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert!(
+            !failed_checks(&report).contains(&"reversibility"),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+        let outcome = report
+            .checks
+            .iter()
+            .find(|c| c.name == "reversibility")
+            .unwrap();
+        assert_eq!(outcome.checked, 8);
+    }
+}
+
+#[tokio::test]
+async fn a_migration_marked_irreversible_is_reported_not_failed() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "archive_gift_cards",
+        ARCHIVE_UP,
+        "-- tenantgate:irreversible: archived cards are restored by support, by hand\nDROP TABLE gift_cards_archive;\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert!(
+            !failed_checks(&report).contains(&"reversibility"),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+        assert!(
+            report.notes.iter().any(
+                |n| n.contains("loses data, as its irreversible marker says")
+                    && n.contains("archived cards are restored by support")
+            ),
+            "{}: {:#?}",
+            report.backend,
+            report.notes
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_down_migration_fails_unless_marked() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "add_store_notes",
+        "ALTER TABLE stores ADD COLUMN notes TEXT;\n",
+        "",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert_fails_with(
+            &report,
+            "reversibility",
+            &[
+                "0008_add_store_notes.up.sql has no down migration",
+                "tenantgate:irreversible",
+            ],
+        );
+        assert_fails_with(&report, "lint", &["missing-down-migration"]);
+    }
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "add_store_notes",
+        "ALTER TABLE stores ADD COLUMN notes TEXT;\n",
+        "-- tenantgate:irreversible: notes are kept forever\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert!(
+            !failed_checks(&report).contains(&"reversibility")
+                && !failed_checks(&report).contains(&"lint"),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("marked irreversible (notes are kept forever); not reversed")),
+            "{:#?}",
+            report.notes
+        );
+    }
+}
+
+#[tokio::test]
+async fn generated_volume_passes_every_check_on_both_backends() {
+    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let options = Options {
+        rows: 2_000,
+        ..Options::default()
+    };
+    for report in rehearse_with(&config, &Backend::ALL, options).await {
+        assert!(
+            report.passed(),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("volume: 2000 generated rows in each of 12 tables")),
+            "{:#?}",
+            report.notes
+        );
+        // Every migration was timed at that volume.
+        assert_eq!(report.steps.len(), 7);
+    }
+}
+
+#[tokio::test]
+async fn generated_volume_exposes_a_backfill_that_only_covers_the_fixture() {
+    // A backfill that only knows the fixture's 400 orders leaves the generated ones
+    // without a tenant, which only a rehearsal at volume shows.
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .edit(
+            Backend::Sqlite,
+            "0005_add_tenant_id.up.sql",
+            "UPDATE orders SET tenant_id = (SELECT id FROM tenants WHERE slug = 'default');",
+            "UPDATE orders SET tenant_id = (SELECT id FROM tenants WHERE slug = 'default') WHERE id <= 400;",
+        )
+        .unwrap();
+    let config = scratch.config().unwrap();
+    let plain = rehearse(&config, &[Backend::Sqlite]).await;
+    assert!(
+        !failed_checks(&plain[0]).contains(&"no-null-tenant"),
+        "the fixture alone does not show it: {:#?}",
+        failures(&plain[0])
+    );
+    let options = Options {
+        rows: 1_000,
+        ..Options::default()
+    };
+    let at_volume = rehearse_with(&config, &[Backend::Sqlite], options).await;
+    assert!(!at_volume[0].passed());
+    let all = failures(&at_volume[0]).join("\n");
+    assert!(all.contains("orders"), "{all}");
+}
+
+/// Every generated row of every table, as text, after `--rows 300` with `seed`.
+async fn generated_rows(backend: Backend, seed: u64) -> Vec<String> {
+    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let mut rows = Vec::new();
+    tenantgate_tests::with_fresh_database(backend, async |database| {
+        let mut conn = xtask::db::Conn::connect(backend, &database.url).await?;
+        match &mut conn {
+            xtask::db::Conn::Postgres(c) => backend.migrator().run_to(3, c).await?,
+            xtask::db::Conn::Sqlite(c) => backend.migrator().run_to(3, c).await?,
+        }
+        let schema = xtask::schema::Schema::read(&mut conn, "_sqlx_migrations").await?;
+        let tables = xtask::volume::generate(&mut conn, &config, &schema, 300, seed)
+            .await
+            .map_err(|failure| anyhow::anyhow!(failure.message))?;
+        for table in tables {
+            let columns: Vec<String> = schema.tables[&table]
+                .columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "coalesce(CAST({} AS TEXT), 'NULL')",
+                        xtask::db::quote(&c.name)
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} ORDER BY 1",
+                columns.join(" || '|' || "),
+                xtask::db::quote(&table)
+            );
+            rows.extend(conn.texts(&sql).await?);
+        }
+        conn.close().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn generated_rows_are_a_function_of_the_seed() {
+    for backend in Backend::ALL {
+        let first = generated_rows(backend, 7).await;
+        assert_eq!(first.len(), 12 * 300, "{backend}");
+        assert_eq!(
+            first,
+            generated_rows(backend, 7).await,
+            "{backend}: same seed"
+        );
+        assert_ne!(
+            first,
+            generated_rows(backend, 8).await,
+            "{backend}: other seed"
+        );
+    }
+}
