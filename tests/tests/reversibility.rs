@@ -2,7 +2,6 @@
 //! keep every row, then up runs again; and `--rows N` volume on both backends.
 
 use app::Backend;
-use sha2::Digest;
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, rehearse_with};
 use xtask::rehearsal::{BackendReport, Options};
 

@@ -176,6 +176,22 @@ impl Release {
                     .collect();
                 bail!("migrate-test failed on {}:\n  {}", failed.join(" and "), lines.join("\n  "));
             }
+            // A release ships locked migrations only: what it carries can no longer change
+            // under the databases that will run it.
+            for backend in Backend::ALL {
+                let folder = crate::folder::Folder::read(config.migrations_dir(backend))?;
+                let unlocked: Vec<String> = crate::lock::check(&folder)
+                    .new
+                    .iter()
+                    .map(|m| m.stem())
+                    .collect();
+                if !unlocked.is_empty() {
+                    bail!(
+                        "{backend} migrations not in the lock file: {}\nfix: run `cargo xtask migrations lock` and commit the lock files",
+                        unlocked.join(", ")
+                    );
+                }
+            }
             for report in &reports {
                 if report.source != "embedded in app" {
                     bail!(

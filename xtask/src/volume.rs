@@ -194,7 +194,7 @@ fn integer_key(table: &Table) -> Option<&str> {
 fn permutation_step(rows: u64) -> u64 {
     [7919, 104_729, 1_299_709, 15_485_863]
         .into_iter()
-        .find(|p| rows % p != 0)
+        .find(|p| !rows.is_multiple_of(*p))
         .unwrap_or(1)
 }
 
