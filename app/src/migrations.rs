@@ -41,6 +41,14 @@ impl Backend {
         }
     }
 
+    /// The backend that is not this one.
+    pub fn other(self) -> Backend {
+        match self {
+            Backend::Postgres => Backend::Sqlite,
+            Backend::Sqlite => Backend::Postgres,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Postgres => "postgres",

@@ -44,6 +44,15 @@ impl Failure {
             line: None,
         }
     }
+
+    /// A failure about one line of a file.
+    pub fn at_line(file: String, line: u32, message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            file: Some(file),
+            line: Some(line),
+        }
+    }
 }
 
 /// The result of one named check.

@@ -84,15 +84,14 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, Failure> {
             .iter()
             .any(|marker| line.starts_with(marker))
     }) {
-        let mut failure = Failure::in_file(
+        return Err(Failure::at_line(
             file.clone(),
+            number as u32 + 1,
             format!(
                 "{file} has a merge conflict (line {}): two branches locked migrations\nfix: keep one branch's migrations at their versions, renumber the other branch's new ones after them (`git mv`, in both backend folders), then {FIX_LOCK}",
                 number + 1
             ),
-        );
-        failure.line = Some(number as u32 + 1);
-        return Err(failure);
+        ));
     }
     let mut recorded_sum = None;
     let mut entries = Vec::new();
@@ -117,15 +116,14 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, Failure> {
             None => None,
         };
         if parsed.is_none() {
-            let mut failure = Failure::in_file(
+            return Err(Failure::at_line(
                 file.clone(),
+                number as u32 + 1,
                 format!(
                     "{file}:{} is not a lock entry (`<version>_<name> sha384:<hex>`): `{line}`\nfix: {FIX_LOCK}",
                     number + 1
                 ),
-            );
-            failure.line = Some(number as u32 + 1);
-            return Err(failure);
+            ));
         }
     }
     let actual = list_hash(&entry_lines(

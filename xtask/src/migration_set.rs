@@ -76,24 +76,12 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// `<version>_<name>.up.sql` / `.down.sql` files by (version, is_up).
 fn migration_files(dir: &Path) -> anyhow::Result<BTreeMap<(i64, bool), PathBuf>> {
+    let folder = crate::folder::Folder::read(dir)?;
     let mut files = BTreeMap::new();
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("list the migrations in {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some((version, _)) = name.split_once('_') else {
-            continue;
-        };
-        let Ok(version) = version.parse::<i64>() else {
-            continue;
-        };
-        if name.ends_with(".up.sql") {
-            files.insert((version, true), path);
-        } else if name.ends_with(".down.sql") {
-            files.insert((version, false), path);
+    for migration in folder.migrations.iter().chain(&folder.duplicates) {
+        files.insert((migration.version, true), migration.up.clone());
+        if let Some(down) = &migration.down {
+            files.insert((migration.version, false), down.clone());
         }
     }
     Ok(files)

@@ -48,12 +48,7 @@ impl Migrations {
                 let mut failed = 0;
                 for backend in Backend::ALL {
                     let ours = Folder::read(config.migrations_dir(backend))?;
-                    let other = if backend == Backend::Postgres {
-                        Backend::Sqlite
-                    } else {
-                        Backend::Postgres
-                    };
-                    let theirs = Folder::read(config.migrations_dir(other))?;
+                    let theirs = Folder::read(config.migrations_dir(backend.other()))?;
                     let integrity = lock::check(&ours);
                     let failures: Vec<_> = integrity
                         .failures

@@ -12,10 +12,7 @@ use crate::folder::Folder;
 /// The parity failures that concern `backend`: its migrations the other folder lacks, and
 /// exemptions for it that no longer match a file.
 pub fn check(config: &Config, backend: Backend, ours: &Folder, theirs: &Folder) -> Vec<Failure> {
-    let other = match backend {
-        Backend::Postgres => Backend::Sqlite,
-        Backend::Sqlite => Backend::Postgres,
-    };
+    let other = backend.other();
     let exempt = |stem: &str| {
         config
             .parity_exemptions

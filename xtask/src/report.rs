@@ -286,6 +286,13 @@ pub fn junit(reports: &[BackendReport]) -> String {
     out
 }
 
+/// Text as the data of a GitHub workflow command, which escapes `%` and newlines.
+pub fn annotation_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "")
+        .replace('\n', "%0A")
+}
+
 /// Writes the JUnit report, and on GitHub Actions the step summary and annotations.
 pub fn write_ci_reports(
     reports: &[BackendReport],
@@ -323,12 +330,7 @@ pub fn write_ci_reports(
                     (Some(file), None) => format!(" file={file},"),
                     _ => " ".to_string(),
                 };
-                // Annotation data escapes newlines as %0A.
-                let message = failure
-                    .message
-                    .replace('%', "%25")
-                    .replace('\r', "")
-                    .replace('\n', "%0A");
+                let message = annotation_data(&failure.message);
                 println!(
                     "::error{location}title={} {check}::{message}",
                     report.backend

@@ -20,10 +20,7 @@ pub struct FileChecks {
 
 /// Integrity, parity and lint of `backend`'s folder.
 pub fn run(config: &Config, backend: Backend) -> FileChecks {
-    let other = match backend {
-        Backend::Postgres => Backend::Sqlite,
-        Backend::Sqlite => Backend::Postgres,
-    };
+    let other = backend.other();
     let (ours, theirs) = match (
         Folder::read(config.migrations_dir(backend)),
         Folder::read(config.migrations_dir(other)),

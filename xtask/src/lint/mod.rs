@@ -144,9 +144,7 @@ impl Finding {
     }
 
     pub fn to_failure(&self) -> Failure {
-        let mut failure = Failure::in_file(self.file.clone(), self.describe());
-        failure.line = Some(self.line);
-        failure
+        Failure::at_line(self.file.clone(), self.line, self.describe())
     }
 }
 
@@ -427,11 +425,6 @@ pub fn render(findings: &[Finding]) -> String {
 
 /// GitHub workflow commands: an error per finding that fails, a notice per acknowledged one.
 pub fn github_annotations(findings: &[Finding]) -> String {
-    let escape = |text: &str| {
-        text.replace('%', "%25")
-            .replace('\r', "")
-            .replace('\n', "%0A")
-    };
     let mut out = String::new();
     for finding in findings {
         let level = match finding.status {
@@ -446,7 +439,7 @@ pub fn github_annotations(findings: &[Finding]) -> String {
             finding.line,
             finding.backend,
             finding.rule,
-            escape(&format!("{}\nfix: {}", finding.message, finding.help))
+            crate::report::annotation_data(&format!("{}\nfix: {}", finding.message, finding.help))
         );
     }
     out
