@@ -188,6 +188,8 @@ pub fn check(folder: &Folder) -> Integrity {
         )
     };
     for entry in &entries {
+        // Where the locked migration was when it was locked.
+        let locked_file = format!("{}/{}.up.sql", crate::display_path(&folder.dir), entry.stem);
         match folder.get(entry.version) {
             Some(migration) if migration.stem() != entry.stem => {
                 let file = crate::display_path(&migration.up);
@@ -196,11 +198,7 @@ pub fn check(folder: &Folder) -> Integrity {
                     format!(
                         "locked migration {} was renamed to {file}; sqlx-cli and the lock know it by its old name\n{}",
                         entry.stem,
-                        revert(&format!(
-                            "{}/{}.up.sql",
-                            crate::display_path(&folder.dir),
-                            entry.stem
-                        ))
+                        revert(&locked_file)
                     ),
                 ));
             }
@@ -217,7 +215,7 @@ pub fn check(folder: &Folder) -> Integrity {
             }
             Some(_) => {}
             None => {
-                let file = format!("{}/{}.up.sql", crate::display_path(&folder.dir), entry.stem);
+                let file = locked_file;
                 let message = match by_checksum.get(entry.checksum.as_str()) {
                     Some(moved) => format!(
                         "locked migration {file} was renumbered to {}: databases that ran it as version {} will run it again\n{}",
