@@ -4,9 +4,11 @@
 //! embedded at compile time ([`migrations`]), and the tenant-scoped data access API
 //! ([`tenant`]), through which no caller can read or write another tenant's rows.
 
+pub mod db;
 pub mod error;
 pub mod manifest;
 pub mod migrations;
+pub mod schema;
 pub mod scoped;
 pub mod status;
 pub mod tenant;
