@@ -21,25 +21,14 @@ pub mod static_checks;
 pub mod volume;
 pub mod workspace_tests;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The workspace root: every path the harness uses is resolved from here.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
+    app::workspace_root()
 }
 
-/// A path relative to the project root when it is inside it, for messages.
-pub fn display_path(path: &Path) -> String {
-    let root = project_root();
-    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    match absolute.strip_prefix(root.canonicalize().unwrap_or(root)) {
-        Ok(relative) => relative.display().to_string(),
-        Err(_) => path.display().to_string(),
-    }
-}
+pub use app::display_path;
 
 /// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their
 /// work against it and clean up before exiting with 130.

@@ -4,7 +4,7 @@
 //! about the app's tables is hard-coded here.
 
 pub mod behaviour;
-pub mod rules;
+pub use app::isolation_rules as rules;
 
 pub use behaviour::{BehaviourReport, Model, populate, rows_as_json, run_behaviour};
 pub use rules::{RoleFacts, static_rules};

@@ -572,7 +572,7 @@ fn expression_filters_tenant(expression: &str, column: &str, setting: &str) -> b
 }
 
 /// A SQL expression as the catalog prints it (a policy's USING, a CHECK), parsed.
-pub(super) fn parse_expression(text: &str) -> Option<sqlparser::ast::Expr> {
+pub fn parse_expression(text: &str) -> Option<sqlparser::ast::Expr> {
     sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
         .try_with_sql(text)
         .and_then(|mut parser| parser.parse_expr())
@@ -580,7 +580,7 @@ pub(super) fn parse_expression(text: &str) -> Option<sqlparser::ast::Expr> {
 }
 
 /// Whether `expr` is the column `column` (qualified, parenthesized or cast).
-pub(super) fn is_column(expr: &sqlparser::ast::Expr, column: &str) -> bool {
+pub fn is_column(expr: &sqlparser::ast::Expr, column: &str) -> bool {
     use sqlparser::ast::Expr;
     match expr {
         Expr::Identifier(ident) => ident.value == column,
