@@ -5,10 +5,12 @@
 //! ([`tenant`]), through which no caller can read or write another tenant's rows.
 
 pub mod checks;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod isolation_rules;
+pub mod live;
 pub mod manifest;
 pub mod migrations;
 pub mod schema;

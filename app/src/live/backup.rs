@@ -1,0 +1,626 @@
+//! Backups before a run and restoring them when it fails.
+//!
+//! PostgreSQL: `pg_dump -Fc` of the target schema, taken in a snapshot exported by the
+//! runner so the row counts it records are exactly those of the dump; checked with
+//! `pg_restore --list`, and with `--verify-restore` restored into a scratch database whose
+//! row counts are compared. A restore renames the damaged schema aside, restores into a
+//! fresh one, and drops the damaged one only once the restore succeeded.
+//!
+//! SQLite: `VACUUM INTO` a new file, checked with `PRAGMA integrity_check`; restored in
+//! place through SQLite's online backup API, which other connections see atomically.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, PgConnection, SqliteConnection};
+
+use super::report::BackupInfo;
+use super::target::{Target, redacted};
+use crate::db::{Conn, quote};
+
+/// Row counts per table.
+pub type Counts = BTreeMap<String, i64>;
+
+/// Counts the rows of every table of the target (the migrations table included: its rows
+/// are part of the state a rollback must restore).
+pub async fn row_counts(conn: &mut Conn) -> anyhow::Result<Counts> {
+    let tables = match conn {
+        Conn::Postgres(_) => {
+            conn.texts(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1",
+            )
+            .await?
+        }
+        Conn::Sqlite(_) => {
+            conn.texts(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+            )
+            .await?
+        }
+    };
+    let mut counts = Counts::new();
+    for table in tables {
+        let count = conn
+            .count(&format!("SELECT count(*) FROM {}", quote(&table)))
+            .await?;
+        counts.insert(table, count);
+    }
+    Ok(counts)
+}
+
+/// Where backups and reports of one target go, and how they are named.
+pub struct Files {
+    pub dir: PathBuf,
+    /// `<target label>-<UTC timestamp>`.
+    pub base: String,
+}
+
+impl Files {
+    pub fn new(dir: &Path, label: &str) -> Files {
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+        Files {
+            dir: dir.to_path_buf(),
+            base: format!("{label}-{stamp}"),
+        }
+    }
+
+    pub fn backup(&self, extension: &str) -> PathBuf {
+        self.dir.join(format!("{}.{extension}", self.base))
+    }
+
+    pub fn report(&self) -> PathBuf {
+        self.dir.join(format!("{}.report.json", self.base))
+    }
+}
+
+/// A PostgreSQL client tool (pg_dump, pg_restore) at least as new as the server.
+pub fn pg_tool(name: &str, pg_bin: Option<&Path>, server_major: u32) -> anyhow::Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = pg_bin {
+        candidates.push(dir.join(name));
+    } else {
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
+        }
+        let mut versioned: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|entries| entries.flatten().map(|e| e.path().join("bin").join(name)).collect())
+            .unwrap_or_default();
+        versioned.sort_by_key(|path| std::cmp::Reverse(tool_major(path).unwrap_or(0)));
+        candidates.extend(versioned);
+    }
+    let mut too_old = Vec::new();
+    for candidate in candidates.into_iter().filter(|c| c.is_file()) {
+        match tool_major(&candidate) {
+            Some(major) if major >= server_major => return Ok(candidate),
+            Some(major) => too_old.push(format!("{} is version {major}", candidate.display())),
+            None => {}
+        }
+    }
+    let found = if too_old.is_empty() {
+        format!("no {name} found")
+    } else {
+        too_old.join(", ")
+    };
+    bail!(
+        "a backup needs {name} {server_major} or newer (the server is PostgreSQL {server_major}); {found}. \
+         Install postgresql-client-{server_major}, pass --pg-bin DIR, or pass --no-backup to migrate without a backup"
+    )
+}
+
+fn tool_major(path: &Path) -> Option<u32> {
+    let output = std::process::Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+    let version = text.split(") ").nth(1)?;
+    version.split(['.', ' ']).next()?.trim().parse().ok()
+}
+
+/// The connection parameters for libpq tools: the url without its password, and the
+/// password for PGPASSWORD (never on a command line, where `ps` shows it).
+fn libpq_url(target: &Target) -> (String, Option<String>) {
+    let url = &target.url;
+    let password = url.split_once("://").and_then(|(_, rest)| {
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (credentials, _) = authority.rsplit_once('@')?;
+        let (_, password) = credentials.split_once(':')?;
+        Some(percent_decode(password))
+    });
+    (redacted(url), password)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs a libpq tool against the target's server, with `database` instead of the url's.
+async fn run_pg_tool(
+    tool: &Path,
+    target: &Target,
+    database: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let (mut url, password) = libpq_url(target);
+    if let Some(database) = database {
+        url = replace_database(&url, database);
+    }
+    let mut command = tokio::process::Command::new(tool);
+    command.args(args).arg(format!("--dbname={url}")).kill_on_drop(true);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command
+        .output()
+        .await
+        .with_context(|| format!("run {}", tool.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            tool.file_name().unwrap_or_default().to_string_lossy(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn replace_database(url: &str, database: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let (scheme, rest) = head.split_once("://").unwrap_or(("postgres", head));
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// A `--schema` pattern that matches exactly `schema`.
+fn schema_pattern(schema: &str) -> String {
+    if schema
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        schema.to_string()
+    } else {
+        format!("\"{}\"", schema.replace('"', "\"\""))
+    }
+}
+
+pub async fn current_schema(conn: &mut PgConnection) -> anyhow::Result<String> {
+    sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()::text")
+        .fetch_one(conn)
+        .await?
+        .context("the connection has no current schema: set search_path, or pass a schema")
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    let mut bytes = 0;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok((crate::manifest::hex(&hasher.finalize()), bytes))
+}
+
+/// What `backup` needs to know.
+pub struct BackupRequest<'a> {
+    pub target: &'a Target,
+    pub files: &'a Files,
+    pub pg_bin: Option<&'a Path>,
+    pub verify_restore: bool,
+}
+
+/// Takes and checks a backup; returns it with the row counts of the state it holds.
+pub async fn backup(
+    conn: &mut Conn,
+    request: &BackupRequest<'_>,
+) -> anyhow::Result<(BackupInfo, Counts)> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&request.files.dir).with_context(|| {
+        format!(
+            "create the backup folder {} (choose another with --backup-dir)",
+            request.files.dir.display()
+        )
+    })?;
+    let (path, counts, verified_by) = match conn {
+        Conn::Postgres(_) => backup_postgres(conn, request).await?,
+        Conn::Sqlite(_) => backup_sqlite(conn, request).await?,
+    };
+    let (sha256, bytes) = sha256_file(&path)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut sum_path = path.clone().into_os_string();
+    sum_path.push(".sha256");
+    std::fs::write(&sum_path, format!("{sha256}  {file_name}\n"))
+        .with_context(|| format!("write {}", PathBuf::from(&sum_path).display()))?;
+    Ok((
+        BackupInfo {
+            path: path.display().to_string(),
+            sha256,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            verified_by,
+        },
+        counts,
+    ))
+}
+
+async fn server_major(conn: &mut PgConnection) -> anyhow::Result<u32> {
+    let number: String = sqlx::query_scalar("SHOW server_version_num")
+        .fetch_one(conn)
+        .await?;
+    Ok(number.parse::<u32>().unwrap_or(0) / 10000)
+}
+
+async fn backup_postgres(
+    conn: &mut Conn,
+    request: &BackupRequest<'_>,
+) -> anyhow::Result<(PathBuf, Counts, Vec<String>)> {
+    let Conn::Postgres(main) = conn else {
+        unreachable!()
+    };
+    let major = server_major(main).await?;
+    let schema = current_schema(main).await?;
+    let pg_dump = pg_tool("pg_dump", request.pg_bin, major)?;
+    let pg_restore = pg_tool("pg_restore", request.pg_bin, major)?;
+    let path = request.files.backup("dump");
+
+    // A second session exports a snapshot: pg_dump dumps exactly that state, and the
+    // row counts are read in it.
+    let mut snapshot = Conn::Postgres(
+        PgConnection::connect_with(&request.target.pg_options()?)
+            .await
+            .context("open a second session for the backup snapshot")?,
+    );
+    snapshot
+        .execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let Conn::Postgres(snap) = &mut snapshot else {
+        unreachable!()
+    };
+    let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *snap)
+        .await?;
+    let counts = row_counts(&mut snapshot).await?;
+    let dumped = run_pg_tool(
+        &pg_dump,
+        request.target,
+        None,
+        &[
+            "--format=custom",
+            "--no-password",
+            &format!("--schema={}", schema_pattern(&schema)),
+            &format!("--snapshot={id}"),
+            &format!("--file={}", path.display()),
+        ],
+    )
+    .await;
+    let _ = snapshot.execute("COMMIT").await;
+    snapshot.close().await;
+    dumped.with_context(|| format!("back up schema {schema} with pg_dump"))?;
+
+    let list = run_pg_tool_offline(&pg_restore, &["--list", &path.display().to_string()]).await?;
+    let entries = list.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count();
+    let mut verified_by = vec![format!("pg_restore --list: {entries} entries")];
+    if request.verify_restore {
+        verified_by.push(verify_restore_postgres(conn, request, &pg_restore, &path, &schema, &counts).await?);
+    }
+    Ok((path, counts, verified_by))
+}
+
+async fn run_pg_tool_offline(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(tool)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("run {}", tool.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            tool.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The dump's table of contents without the entry that creates `schema` (the restore
+/// creates the schema itself), for `pg_restore --use-list`.
+async fn restore_list(pg_restore: &Path, dump: &Path, schema: &str, dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let list = run_pg_tool_offline(pg_restore, &["--list", &dump.display().to_string()]).await?;
+    let kept: Vec<&str> = list
+        .lines()
+        .filter(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            !(words.len() >= 6 && words[3] == "SCHEMA" && words[4] == "-" && words[5] == schema)
+        })
+        .collect();
+    let file = tempfile::Builder::new()
+        .prefix(".restore-list-")
+        .tempfile_in(dir)
+        .context("write the restore list")?;
+    std::fs::write(file.path(), kept.join("\n") + "\n")?;
+    Ok(file)
+}
+
+async fn verify_restore_postgres(
+    conn: &mut Conn,
+    request: &BackupRequest<'_>,
+    pg_restore: &Path,
+    dump: &Path,
+    schema: &str,
+    counts: &Counts,
+) -> anyhow::Result<String> {
+    let scratch = format!("tenantgate_verify_{}_{}", std::process::id(), rand_suffix());
+    conn.execute(&format!("CREATE DATABASE {}", quote(&scratch)))
+        .await
+        .context("create a scratch database for --verify-restore (the role needs CREATEDB)")?;
+    let result = async {
+        let list = restore_list(pg_restore, dump, schema, &request.files.dir).await?;
+        let scratch_target = Target {
+            url: replace_database(&request.target.url, &scratch),
+            backend: crate::Backend::Postgres,
+            schema: Some(schema.to_string()),
+        };
+        let mut scratch_conn = scratch_target.connect(false).await?;
+        scratch_conn
+            .execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
+            .await?;
+        run_pg_tool(
+            pg_restore,
+            &scratch_target,
+            None,
+            &[
+                "--exit-on-error",
+                "--single-transaction",
+                "--no-owner",
+                &format!("--use-list={}", list.path().display()),
+                &dump.display().to_string(),
+            ],
+        )
+        .await
+        .context("restore the backup into a scratch database")?;
+        let restored = row_counts(&mut scratch_conn).await?;
+        scratch_conn.close().await;
+        compare_counts(counts, &restored, "the live database", "the restored backup")?;
+        anyhow::Ok(format!(
+            "restored into a scratch database: {} tables, row counts equal",
+            restored.len()
+        ))
+    }
+    .await;
+    let _ = conn
+        .execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&scratch)))
+        .await;
+    result
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.finish() as u32
+}
+
+/// Fails naming every table whose count differs.
+pub fn compare_counts(expected: &Counts, actual: &Counts, left: &str, right: &str) -> anyhow::Result<()> {
+    let mut differences = Vec::new();
+    for (table, count) in expected {
+        match actual.get(table) {
+            Some(other) if other == count => {}
+            Some(other) => differences.push(format!("{table}: {count} rows in {left}, {other} in {right}")),
+            None => differences.push(format!("{table}: {count} rows in {left}, missing from {right}")),
+        }
+    }
+    for table in actual.keys().filter(|t| !expected.contains_key(*t)) {
+        differences.push(format!("{table}: in {right} only"));
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        bail!("row counts differ: {}", differences.join("; "))
+    }
+}
+
+async fn backup_sqlite(
+    conn: &mut Conn,
+    request: &BackupRequest<'_>,
+) -> anyhow::Result<(PathBuf, Counts, Vec<String>)> {
+    let path = request.files.backup("sqlite");
+    let counts = row_counts(conn).await?;
+    let literal = path.display().to_string().replace('\'', "''");
+    conn.execute(&format!("VACUUM INTO '{literal}'"))
+        .await
+        .with_context(|| format!("back up to {} with VACUUM INTO", path.display()))?;
+    let options = SqliteConnectOptions::new().filename(&path).read_only(true);
+    let mut copy = Conn::Sqlite(SqliteConnection::connect_with(&options).await?);
+    let integrity = copy.texts("PRAGMA integrity_check").await?;
+    let mut verified_by = Vec::new();
+    if integrity != ["ok"] {
+        copy.close().await;
+        bail!("the backup {} fails PRAGMA integrity_check: {}", path.display(), integrity.join("; "));
+    }
+    verified_by.push("PRAGMA integrity_check: ok".to_string());
+    if request.verify_restore {
+        let restored = row_counts(&mut copy).await?;
+        compare_counts(&counts, &restored, "the live database", "the backup")?;
+        verified_by.push(format!("opened: {} tables, row counts equal", restored.len()));
+    }
+    copy.close().await;
+    Ok((path, counts, verified_by))
+}
+
+/// Restores `backup` over the target.
+pub async fn restore(
+    conn: &mut Conn,
+    target: &Target,
+    backup: &Path,
+    pg_bin: Option<&Path>,
+) -> anyhow::Result<()> {
+    match conn {
+        Conn::Postgres(main) => {
+            let major = server_major(main).await?;
+            let schema = current_schema(main).await?;
+            let pg_restore = pg_tool("pg_restore", pg_bin, major)?;
+            let dir = backup.parent().unwrap_or(Path::new("."));
+            let list = restore_list(&pg_restore, backup, &schema, dir).await?;
+            let aside = format!("{}_failed_{}", &schema[..schema.len().min(40)], std::process::id());
+            let owner: String = sqlx::query_scalar(
+                "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
+            )
+            .bind(&schema)
+            .fetch_one(&mut *main)
+            .await?;
+            conn.execute(&format!(
+                "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {o}; COMMIT",
+                s = quote(&schema),
+                a = quote(&aside),
+                o = quote(&owner)
+            ))
+            .await
+            .with_context(|| format!("move the failed schema {schema} aside"))?;
+            let restored = run_pg_tool(
+                &pg_restore,
+                target,
+                None,
+                &[
+                    "--exit-on-error",
+                    "--single-transaction",
+                    "--no-password",
+                    &format!("--use-list={}", list.path().display()),
+                    &backup.display().to_string(),
+                ],
+            )
+            .await;
+            match restored {
+                Ok(_) => {
+                    conn.execute(&format!("DROP SCHEMA {} CASCADE", quote(&aside)))
+                        .await
+                        .with_context(|| format!("drop the failed schema, kept as {aside}"))?;
+                    Ok(())
+                }
+                Err(error) => {
+                    // Put the failed schema back: a failed restore must not lose it.
+                    let _ = conn
+                        .execute(&format!(
+                            "BEGIN; DROP SCHEMA {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s}; COMMIT",
+                            s = quote(&schema),
+                            a = quote(&aside)
+                        ))
+                        .await;
+                    Err(error).with_context(|| {
+                        format!("restore {} into schema {schema}; the schema was left as it was after the failure", backup.display())
+                    })
+                }
+            }
+        }
+        Conn::Sqlite(main) => restore_sqlite(main, backup).await,
+    }
+}
+
+async fn restore_sqlite(main: &mut SqliteConnection, backup: &Path) -> anyhow::Result<()> {
+    use libsqlite3_sys as ffi;
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(backup)
+        .read_only(true);
+    let mut source = SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("open the backup {}", backup.display()))?;
+    for attempt in 0..50 {
+        let mut destination = main.lock_handle().await?;
+        let mut from = source.lock_handle().await?;
+        let destination_db = destination.as_raw_handle().as_ptr();
+        let source_db = from.as_raw_handle().as_ptr();
+        // SAFETY: both handles are open connections locked for our exclusive use for the
+        // duration of this block; the backup object is finished before they are released.
+        let (code, message) = unsafe {
+            let backup = ffi::sqlite3_backup_init(destination_db, c"main".as_ptr(), source_db, c"main".as_ptr());
+            if backup.is_null() {
+                let message = std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(destination_db));
+                (ffi::SQLITE_ERROR, message.to_string_lossy().into_owned())
+            } else {
+                let step = ffi::sqlite3_backup_step(backup, -1);
+                ffi::sqlite3_backup_finish(backup);
+                let message = std::ffi::CStr::from_ptr(ffi::sqlite3_errstr(step));
+                (step, message.to_string_lossy().into_owned())
+            }
+        };
+        drop(from);
+        drop(destination);
+        match code {
+            ffi::SQLITE_DONE => {
+                source.close().await?;
+                return Ok(());
+            }
+            ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED if attempt < 49 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => bail!("restore {} with the SQLite backup API: {message}", backup.display()),
+        }
+    }
+    unreachable!("the loop returns or fails on its last attempt")
+}
+
+/// Removes all but the newest `keep` backups of `label` in `dir`, with their checksums and
+/// reports; returns what it removed.
+pub fn prune(dir: &Path, label: &str, keep: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let prefix = format!("{label}-");
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(&prefix)
+                && (name.ends_with(".dump") || name.ends_with(".sqlite"))
+                // `label-<stamp>` only: a longer label that starts with this one is another target.
+                && name[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect();
+    backups.sort();
+    let mut removed = Vec::new();
+    let excess = backups.len().saturating_sub(keep);
+    for backup in backups.into_iter().take(excess) {
+        let stem = backup.with_extension("");
+        let mut sum = backup.clone().into_os_string();
+        sum.push(".sha256");
+        let mut report = stem.into_os_string();
+        report.push(".report.json");
+        for path in [backup, PathBuf::from(sum), PathBuf::from(report)] {
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+                removed.push(path);
+            }
+        }
+    }
+    Ok(removed)
+}

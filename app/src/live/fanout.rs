@@ -1,0 +1,378 @@
+//! Schema-per-tenant deployments: the whole sequence for every schema matching a pattern,
+//! `jobs` at a time, each schema with its own lock, backup and rollback, so one failing
+//! schema never leaves another half-migrated. Afterwards every schema's introspected schema
+//! is fingerprinted, and schemas that differ from the rest are named with the difference.
+//! A re-run skips what is already at the target, so it resumes where a stopped run ended.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::report::version_text;
+use super::{Options, Outcome, Report, Source, Target};
+use crate::config::Config;
+use crate::db::{Conn, quote};
+
+/// How to fan out.
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    /// A `LIKE` pattern over schema names, e.g. `tenant_%`.
+    pub pattern: String,
+    pub jobs: usize,
+    /// Stop starting schemas after the first failure (running ones finish, and roll back
+    /// if they fail).
+    pub fail_fast: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SchemaOutcome {
+    pub schema: String,
+    /// `not-started` when a fail-fast run stopped before it.
+    pub outcome: String,
+    pub ok: bool,
+    pub seconds: f64,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// A schema whose introspected schema differs from the majority's.
+#[derive(Clone, Debug, Serialize)]
+pub struct SchemaDrift {
+    pub schema: String,
+    pub fingerprint: String,
+    pub difference: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FanoutReport {
+    pub tool: &'static str,
+    pub app_version: &'static str,
+    pub database: String,
+    pub pattern: String,
+    pub jobs: usize,
+    pub started_at: String,
+    pub seconds: f64,
+    pub schemas: Vec<SchemaOutcome>,
+    /// The fingerprint most schemas share, and how many share it.
+    pub majority_fingerprint: Option<String>,
+    pub majority_count: usize,
+    pub drift: Vec<SchemaDrift>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FanoutReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.drift.is_empty() && self.schemas.iter().all(|s| s.ok)
+    }
+
+    pub fn render(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for schema in &self.schemas {
+            *counts.entry(schema.outcome.as_str()).or_default() += 1;
+        }
+        let mut times: Vec<f64> = self.schemas.iter().filter(|s| s.outcome != "not-started").map(|s| s.seconds).collect();
+        times.sort_by(f64::total_cmp);
+        let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+        let max = times.last().copied().unwrap_or(0.0);
+        let mut out = String::new();
+        out.push_str(&format!("{:<12} {:>7}\n", "outcome", "schemas"));
+        for (outcome, count) in &counts {
+            out.push_str(&format!("{outcome:<12} {count:>7}\n"));
+        }
+        out.push_str(&format!(
+            "per schema: median {median:.2} s, max {max:.2} s; {} jobs; total {:.1} s\n",
+            self.jobs, self.seconds
+        ));
+        for schema in self.schemas.iter().filter(|s| !s.ok) {
+            out.push_str(&format!(
+                "FAIL {} ({}): {}\n",
+                schema.schema,
+                schema.outcome,
+                schema.error.as_deref().unwrap_or("see its report")
+            ));
+        }
+        if let Some(fingerprint) = &self.majority_fingerprint {
+            out.push_str(&format!(
+                "fingerprint {}: {} of {} schemas\n",
+                &fingerprint[..12],
+                self.majority_count,
+                self.schemas.len()
+            ));
+        }
+        for drift in &self.drift {
+            out.push_str(&format!(
+                "DRIFT {} (fingerprint {}) differs from the rest:\n",
+                drift.schema,
+                &drift.fingerprint[..12]
+            ));
+            for line in drift.difference.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        out.push_str(&self.verdict());
+        out.push('\n');
+        out
+    }
+
+    pub fn verdict(&self) -> String {
+        let failed = self.schemas.iter().filter(|s| !s.ok).count();
+        if let Some(error) = &self.error {
+            return format!("migrate: FAIL — {error}");
+        }
+        if self.ok() {
+            format!(
+                "migrate: PASS — {} schemas matching `{}` of {} are at the target and identical ({:.1} s)",
+                self.schemas.len(),
+                self.pattern,
+                self.database,
+                self.seconds
+            )
+        } else {
+            format!(
+                "migrate: FAIL — {failed} of {} schemas failed, {} differ from the rest; the others are unharmed",
+                self.schemas.len(),
+                self.drift.len()
+            )
+        }
+    }
+
+    pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, serde_json::to_string_pretty(self).expect("serializes") + "\n")
+    }
+}
+
+/// Where progress lines go, shared by the workers.
+pub type Progress = Arc<Mutex<dyn FnMut(&str) + Send>>;
+
+/// Runs `migrate` over every matching schema.
+pub async fn migrate_schemas(
+    source: &Source<'_>,
+    config: &Config,
+    base: &Target,
+    options: &Options,
+    fanout: &Fanout,
+    progress: Progress,
+) -> FanoutReport {
+    let started = Instant::now();
+    let mut report = FanoutReport {
+        tool: "app migrate --tenant-schemas",
+        app_version: env!("CARGO_PKG_VERSION"),
+        database: base.label(),
+        pattern: fanout.pattern.clone(),
+        jobs: fanout.jobs.max(1),
+        started_at: jiff::Timestamp::now().to_string(),
+        seconds: 0.0,
+        schemas: Vec::new(),
+        majority_fingerprint: None,
+        majority_count: 0,
+        drift: Vec::new(),
+        error: None,
+    };
+    let schemas = match list_schemas(base, &fanout.pattern).await {
+        Ok(schemas) if schemas.is_empty() => {
+            report.error = Some(format!(
+                "no schema of {} matches `{}` (a LIKE pattern, e.g. tenant_%)",
+                base.label(),
+                fanout.pattern
+            ));
+            return report;
+        }
+        Ok(schemas) => schemas,
+        Err(error) => {
+            report.error = Some(format!("{error:#}"));
+            return report;
+        }
+    };
+    let total = schemas.len();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<(SchemaOutcome, Option<String>)>> = Mutex::new(Vec::new());
+    let schema_options = Options {
+        report: None,
+        report_unchanged: false,
+        ..options.clone()
+    };
+    let worker = async || {
+        loop {
+            if stop.load(Ordering::SeqCst) || options.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let index = next.fetch_add(1, Ordering::SeqCst);
+            let Some(schema) = schemas.get(index) else {
+                break;
+            };
+            let target = base.in_schema(schema);
+            let mut say = |line: &str| {
+                let mut progress = progress.lock().expect("progress");
+                progress(&format!("{schema}: {line}"));
+            };
+            let run: Report = super::migrate(source, config, &target, &schema_options, &mut say).await;
+            let ok = run.outcome.ok();
+            if !ok && fanout.fail_fast {
+                stop.store(true, Ordering::SeqCst);
+            }
+            let finished = done.fetch_add(1, Ordering::SeqCst) + 1;
+            {
+                let mut progress = progress.lock().expect("progress");
+                progress(&format!(
+                    "[{finished}/{total}] {schema:<24} {:<12} {} → {}  {:.2} s{}",
+                    outcome_word(run.outcome),
+                    version_text(run.from_version),
+                    version_text(run.to_version),
+                    run.seconds,
+                    run.error
+                        .as_deref()
+                        .map(|e| format!("  {}", e.lines().next().unwrap_or_default()))
+                        .unwrap_or_default()
+                ));
+            }
+            results.lock().expect("results").push((
+                SchemaOutcome {
+                    schema: schema.clone(),
+                    outcome: outcome_word(run.outcome).to_string(),
+                    ok,
+                    seconds: run.seconds,
+                    from_version: run.from_version,
+                    to_version: run.to_version,
+                    error: run.error.clone(),
+                    report: run.report_path.clone(),
+                },
+                run.schema_text.clone(),
+            ));
+        }
+    };
+    let workers: Vec<_> = (0..report.jobs).map(|_| worker()).collect();
+    futures_util::future::join_all(workers).await;
+
+    let mut results = results.into_inner().expect("results");
+    let started_names: Vec<String> = results.iter().map(|(s, _)| s.schema.clone()).collect();
+    for schema in schemas.iter().filter(|s| !started_names.contains(s)) {
+        results.push((
+            SchemaOutcome {
+                schema: schema.clone(),
+                outcome: "not-started".to_string(),
+                ok: false,
+                seconds: 0.0,
+                from_version: None,
+                to_version: None,
+                error: Some("not started: an earlier schema failed and --fail-fast was given (a re-run resumes here)".to_string()),
+                report: None,
+            },
+            None,
+        ));
+    }
+    results.sort_by(|a, b| a.0.schema.cmp(&b.0.schema));
+
+    // Fingerprints: the schemas that differ from the majority, with the difference.
+    match fingerprints(source, base, &mut results).await {
+        Ok(texts) => {
+            let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (schema, (fingerprint, _)) in &texts {
+                groups.entry(fingerprint.clone()).or_default().push(schema.clone());
+            }
+            if let Some((majority, members)) = groups.iter().max_by_key(|(_, members)| members.len()) {
+                report.majority_fingerprint = Some(majority.clone());
+                report.majority_count = members.len();
+                let reference = &texts[&members[0]].1;
+                for (schema, (fingerprint, text)) in &texts {
+                    if fingerprint != majority {
+                        let check = super::verify::drift(reference, text, source);
+                        report.drift.push(SchemaDrift {
+                            schema: schema.clone(),
+                            fingerprint: fingerprint.clone(),
+                            difference: check
+                                .detail
+                                .lines()
+                                .filter(|l| l.starts_with("table ") || l.starts_with("extra") || l.starts_with("missing"))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                                .replace("extra", "has")
+                                .replace("missing", "lacks"),
+                        });
+                    }
+                }
+            }
+        }
+        Err(error) => report.error = Some(format!("fingerprint the schemas: {error:#}")),
+    }
+    report.schemas = results.into_iter().map(|(s, _)| s).collect();
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Migrated => "migrated",
+        Outcome::UpToDate => "up-to-date",
+        Outcome::DryRun => "dry-run",
+        Outcome::Refused => "refused",
+        Outcome::RolledBack => "rolled-back",
+        Outcome::Failed => "failed",
+        Outcome::Running => "unfinished",
+    }
+}
+
+async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String>> {
+    let mut conn = base.connect(false).await?;
+    let Conn::Postgres(pg) = &mut conn else {
+        anyhow::bail!("--tenant-schemas needs PostgreSQL: SQLite has no schemas");
+    };
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+    )
+    .bind(pattern)
+    .fetch_all(&mut *pg)
+    .await
+    .context("list the tenant schemas")?;
+    conn.close().await;
+    Ok(schemas)
+}
+
+/// sha256 of every schema's text (read again for schemas whose run did not end verified).
+async fn fingerprints(
+    source: &Source<'_>,
+    base: &Target,
+    results: &mut [(SchemaOutcome, Option<String>)],
+) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+    let mut conn: Option<Conn> = None;
+    let mut texts = BTreeMap::new();
+    for (outcome, text) in results.iter_mut() {
+        let text = match text.take() {
+            Some(text) => text,
+            None => {
+                if conn.is_none() {
+                    conn = Some(base.connect(false).await?);
+                }
+                let c = conn.as_mut().expect("connected above");
+                c.execute(&format!("SET search_path TO {}", quote(&outcome.schema))).await?;
+                super::verify::read_schema(c, source).await?.render()
+            }
+        };
+        let fingerprint = crate::manifest::sha256_hex(text.as_bytes());
+        texts.insert(outcome.schema.clone(), (fingerprint, text));
+    }
+    if let Some(conn) = conn {
+        conn.close().await;
+    }
+    Ok(texts)
+}
+
+/// Where the fan-out's summary goes by default.
+pub fn summary_path(options: &Options, base: &Target) -> PathBuf {
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+    options
+        .report
+        .clone()
+        .unwrap_or_else(|| options.backup_dir.join(format!("{}-{stamp}.schemas.json", base.label())))
+}
