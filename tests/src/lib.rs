@@ -248,3 +248,121 @@ pub mod scenarios {
         )
     }
 }
+
+/// Helpers for the live runner's tests (`app migrate`, `app verify`).
+pub mod live {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use app::Backend;
+    use app::db::{Conn, quote};
+    use app::live::{Options, Source, Target};
+    use sqlx::migrate::Migrator;
+
+    /// The migrations of a scratch copy, as the runner takes them (leaked: tests are short).
+    pub async fn scratch_source(scratch: &super::Scratch, backend: Backend) -> anyhow::Result<Source<'static>> {
+        let migrator = Migrator::new(scratch.migrations_dir(backend)).await?;
+        let snapshot = scratch
+            .dir
+            .path()
+            .join(format!("migrations/snapshots/{}.snap", backend.name()));
+        Ok(Source {
+            backend,
+            migrator: Box::leak(Box::new(migrator)),
+            snapshot: std::fs::read_to_string(&snapshot)
+                .ok()
+                .map(|text| &*Box::leak(text.into_boxed_str())),
+            snapshot_name: snapshot.display().to_string(),
+        })
+    }
+
+    /// Runner options writing backups and reports under `dir`.
+    pub fn options(dir: &Path) -> Options {
+        Options {
+            backup_dir: dir.join("backups"),
+            wait_for_lock: Duration::from_secs(60),
+            ..Options::default()
+        }
+    }
+
+    /// Migrates to `version` without a backup and loads the fixture when it is the seed
+    /// version: a database with real rows, as production has before the tenancy migrations.
+    pub async fn prepare(url: &str, version: i64, dir: &Path) -> anyhow::Result<()> {
+        let target = Target::new(url)?;
+        let backend = target.backend;
+        let options = Options {
+            backup: false,
+            target: Some(version),
+            backup_dir: dir.join("prepare"),
+            ..Options::default()
+        };
+        let config = app::config::Config::embedded();
+        let report = app::live::migrate(&Source::embedded(backend), &config, &target, &options, &mut |_| {}).await;
+        anyhow::ensure!(report.outcome.ok(), "prepare: {}", report.render());
+        if version == config.seed_at_version {
+            let mut conn = target.connect(false).await?;
+            let seed = std::fs::read_to_string(xtask::project_root().join("tests/fixtures/seed.sql"))?;
+            conn.execute(&seed).await?;
+            if backend == Backend::Postgres {
+                // The fixture sets explicit ids; move the identity sequences past them.
+                conn.execute(
+                    "DO $$ DECLARE r record; BEGIN
+                       FOR r IN SELECT c.relname AS t, a.attname AS col FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                                JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = current_schema() AND a.attidentity <> '' LOOP
+                         EXECUTE format('SELECT setval(pg_get_serial_sequence(%L, %L), coalesce((SELECT max(%I) FROM %I), 0) + 1, false)', r.t, r.col, r.col, r.t);
+                       END LOOP; END $$",
+                )
+                .await?;
+            }
+            conn.close().await;
+        }
+        Ok(())
+    }
+
+    /// Everything a rollback must restore: the schema text and every row of every table
+    /// (the migrations table included), in a deterministic order.
+    pub async fn state(url: &str) -> anyhow::Result<String> {
+        let target = Target::new(url)?;
+        let mut conn = target.connect(false).await?;
+        let mut out = app::schema::Schema::read(&mut conn, "-").await?.render();
+        let tables = match conn {
+            Conn::Postgres(_) => {
+                conn.texts("SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1")
+                    .await?
+            }
+            Conn::Sqlite(_) => conn.texts("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1").await?,
+        };
+        for table in tables {
+            let sql = match conn {
+                Conn::Postgres(_) => format!(
+                    "SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {} t",
+                    quote(&table)
+                ),
+                Conn::Sqlite(_) => {
+                    let columns = conn
+                        .texts(&format!("SELECT name FROM pragma_table_info('{}') ORDER BY cid", table.replace('\'', "''")))
+                        .await?;
+                    let row: Vec<String> = columns.iter().map(|c| format!("quote({})", quote(c))).collect();
+                    format!(
+                        "SELECT coalesce(group_concat(r, char(10)), '') FROM (SELECT {} AS r FROM {} ORDER BY 1)",
+                        row.join(" || ',' || "),
+                        quote(&table)
+                    )
+                }
+            };
+            let rows = conn.texts(&sql).await?.join("");
+            out.push_str(&format!("rows of {table}:\n{rows}\n"));
+        }
+        conn.close().await;
+        Ok(out)
+    }
+
+    /// The versions recorded in the migrations table.
+    pub async fn applied_versions(url: &str) -> anyhow::Result<Vec<i64>> {
+        let mut conn = Target::new(url)?.connect(false).await?;
+        let versions = conn.texts("SELECT CAST(version AS TEXT) FROM _sqlx_migrations ORDER BY version").await?;
+        conn.close().await;
+        Ok(versions.iter().map(|v| v.parse().expect("a version")).collect())
+    }
+}

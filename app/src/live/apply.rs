@@ -52,12 +52,26 @@ pub async fn session_settings(conn: &mut Conn, timeouts: &Timeouts) -> anyhow::R
     Ok(())
 }
 
-fn lock_timed_out(error: &MigrateError) -> bool {
+fn database_error(error: &MigrateError) -> Option<&dyn sqlx::error::DatabaseError> {
     match error {
         MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)
-        | MigrateError::Execute(sqlx::Error::Database(db)) => db.code().as_deref() == Some("55P03"),
-        _ => false,
+        | MigrateError::Execute(sqlx::Error::Database(db)) => Some(db.as_ref()),
+        _ => None,
     }
+}
+
+fn lock_timed_out(error: &MigrateError) -> bool {
+    database_error(error).is_some_and(|db| db.code().as_deref() == Some("55P03"))
+}
+
+/// Errors that a concurrent session caused and a new attempt does not repeat: deadlocks,
+/// serialization failures, and catalog rows updated concurrently (two tenant schemas
+/// granting on one shared object at once).
+fn transient(error: &MigrateError) -> bool {
+    database_error(error).is_some_and(|db| {
+        matches!(db.code().as_deref(), Some("40001" | "40P01"))
+            || db.message().contains("tuple concurrently updated")
+    })
 }
 
 fn describe(error: &MigrateError) -> String {
@@ -97,6 +111,19 @@ pub async fn apply(
             attempts += 1;
             match apply_one(conn, table, migration).await {
                 Ok(()) => break None,
+                Err(error) if transient(&error) && attempts <= timeouts.lock_retries => {
+                    // Jittered, so parallel schemas do not collide again.
+                    use std::hash::BuildHasher;
+                    let jitter = std::collections::hash_map::RandomState::new().hash_one(attempts) % 200;
+                    let backoff = Duration::from_millis(50 + jitter * u64::from(attempts));
+                    progress(&format!(
+                        "{file} met a concurrent session ({}); retrying (attempt {} of {})",
+                        describe(&error),
+                        attempts + 1,
+                        timeouts.lock_retries + 1
+                    ));
+                    tokio::time::sleep(backoff).await;
+                }
                 Err(error) if lock_timed_out(&error) && attempts <= timeouts.lock_retries => {
                     let backoff = Duration::from_secs(1 << (attempts - 1).min(5));
                     progress(&format!(

@@ -151,6 +151,10 @@ struct Marker {
     pid: u32,
     started_at: String,
     backup: Option<String>,
+    /// The migration being applied, and whether it runs outside a transaction (then a
+    /// killed run may have left it half-applied).
+    #[serde(default)]
+    applying: Option<(String, bool)>,
 }
 
 fn marker_path(dir: &Path, label: &str) -> PathBuf {
@@ -220,7 +224,9 @@ pub async fn migrate(
             progress(&format!("could not write the report {}: {error}", path.display()));
         }
     }
-    if !options.dry_run {
+    // A refused run changed nothing: a marker it found still describes the database.
+    let validated = report.step("validate").is_some_and(|s| s.status != Status::Fail);
+    if !options.dry_run && validated {
         let _ = std::fs::remove_file(marker_path(&options.backup_dir, &target.label()));
     }
     lock.release(&mut conn).await;
@@ -260,18 +266,32 @@ async fn locked(
     let marker = marker_path(&options.backup_dir, &target.label());
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let previous: Option<Marker> = serde_json::from_str(&text).ok();
-        let detail = match previous {
-            Some(m) => format!(
-                "the run started at {} by process {} did not finish (killed?); its backup: {}. \
-                 The checks below decide whether the database is safe to continue from",
-                m.started_at,
-                m.pid,
-                m.backup.as_deref().unwrap_or("none")
+        let check = match previous {
+            Some(Marker { applying: Some((file, true)), pid, started_at, backup }) => Check::fail(
+                "previous run",
+                format!(
+                    "the run started at {started_at} by process {pid} was killed while applying {file}, which runs \
+                     outside a transaction and may be half-applied; restore its backup ({}) or finish {file} by hand, \
+                     then delete {}",
+                    backup.as_deref().unwrap_or("none was taken"),
+                    marker.display()
+                ),
             ),
-            None => format!("{} is left from an unfinished run", marker.display()),
+            Some(m) => Check::pass(
+                "previous run",
+                format!(
+                    "the run started at {} by process {} did not finish (killed?){}; its backup: {}. \
+                     Its migration ran in a transaction, which the database rolled back: continuing from the last applied one",
+                    m.started_at,
+                    m.pid,
+                    m.applying.map(|(file, _)| format!(" while applying {file}")).unwrap_or_default(),
+                    m.backup.as_deref().unwrap_or("none")
+                ),
+            ),
+            None => Check::pass("previous run", format!("{} is left from an unfinished run", marker.display())),
         };
-        progress(&format!("note: {detail}"));
-        checks.push(Check::pass("previous run", detail));
+        progress(&format!("note: {}", check.detail));
+        checks.push(check);
     }
     let applied = validate::read_applied(conn, &source.migrator.table_name)
         .await
@@ -348,6 +368,7 @@ async fn locked(
         pid: std::process::id(),
         started_at: report.started_at.clone(),
         backup: None,
+        applying: None,
     };
     write_marker(&marker, &marker_data)?;
 
@@ -417,6 +438,8 @@ async fn locked(
             interrupted = true;
             break;
         }
+        marker_data.applying = Some((source.file_of(migration.version), migration.no_tx));
+        write_marker(&marker, &marker_data)?;
         let mut run = apply::apply(conn, source, std::slice::from_ref(migration), &options.timeouts, progress).await?;
         let failed = run.iter().any(|r| r.status == Status::Fail);
         runs.append(&mut run);
