@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::Backend;
 use crate::config::Config;
 use crate::live::fanout::{Fanout, Progress};
 use crate::live::{Options, Source, Target, Timeouts};
 use crate::status::State;
-use crate::Backend;
 
 #[derive(Parser)]
 #[command(
@@ -136,7 +136,9 @@ pub struct MigrateArgs {
 /// Parses `5s`, `500ms`, `2min`, `1h` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
@@ -146,7 +148,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => number / 1000.0,
         "min" | "m" => number * 60.0,
         "h" => number * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}`; use ms, s, min or h")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, min or h"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -181,7 +187,10 @@ impl Sources<'_> {
 /// Parses the command line and runs it: the whole of `app`'s `main`.
 pub fn main(sources: Sources<'_>) -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
@@ -331,7 +340,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn exit(ok: bool) -> ExitCode {
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 impl MigrateArgs {
@@ -361,7 +374,9 @@ impl MigrateArgs {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 interrupted.store(true, Ordering::SeqCst);
-                eprintln!("interrupted: stopping after the current step, then rolling back (Ctrl-C again to abort now)");
+                eprintln!(
+                    "interrupted: stopping after the current step, then rolling back (Ctrl-C again to abort now)"
+                );
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
                 }
@@ -371,15 +386,26 @@ impl MigrateArgs {
         let ok = match &self.tenant_schemas {
             Some(pattern) => {
                 if target.backend != Backend::Postgres {
-                    anyhow::bail!("--tenant-schemas needs a PostgreSQL database: SQLite has no schemas");
+                    anyhow::bail!(
+                        "--tenant-schemas needs a PostgreSQL database: SQLite has no schemas"
+                    );
                 }
                 let fanout = Fanout {
                     pattern: pattern.clone(),
                     jobs: usize::from(self.jobs),
                     fail_fast: self.fail_fast,
                 };
-                let progress: Progress = Arc::new(std::sync::Mutex::new(|line: &str| eprintln!("{line}")));
-                let result = crate::live::fanout::migrate_schemas(source, &sources.config, &target, &options, &fanout, progress).await;
+                let progress: Progress =
+                    Arc::new(std::sync::Mutex::new(|line: &str| eprintln!("{line}")));
+                let result = crate::live::fanout::migrate_schemas(
+                    source,
+                    &sources.config,
+                    &target,
+                    &options,
+                    &fanout,
+                    progress,
+                )
+                .await;
                 if !self.dry_run || self.report.is_some() {
                     let path = crate::live::fanout::summary_path(&options, &target);
                     std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
@@ -395,7 +421,9 @@ impl MigrateArgs {
             }
             None => {
                 let mut progress = |line: &str| eprintln!("{line}");
-                let result = crate::live::migrate(source, &sources.config, &target, &options, &mut progress).await;
+                let result =
+                    crate::live::migrate(source, &sources.config, &target, &options, &mut progress)
+                        .await;
                 match self.format {
                     Format::Human => {
                         print!("{}", result.render());

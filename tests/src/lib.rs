@@ -260,7 +260,10 @@ pub mod live {
     use sqlx::migrate::Migrator;
 
     /// The migrations of a scratch copy, as the runner takes them (leaked: tests are short).
-    pub async fn scratch_source(scratch: &super::Scratch, backend: Backend) -> anyhow::Result<Source<'static>> {
+    pub async fn scratch_source(
+        scratch: &super::Scratch,
+        backend: Backend,
+    ) -> anyhow::Result<Source<'static>> {
         let migrator = Migrator::new(scratch.migrations_dir(backend)).await?;
         let snapshot = scratch
             .dir
@@ -297,11 +300,19 @@ pub mod live {
             ..Options::default()
         };
         let config = app::config::Config::embedded();
-        let report = app::live::migrate(&Source::embedded(backend), &config, &target, &options, &mut |_| {}).await;
+        let report = app::live::migrate(
+            &Source::embedded(backend),
+            &config,
+            &target,
+            &options,
+            &mut |_| {},
+        )
+        .await;
         anyhow::ensure!(report.outcome.ok(), "prepare: {}", report.render());
         if version == config.seed_at_version {
             let mut conn = target.connect(false).await?;
-            let seed = std::fs::read_to_string(xtask::project_root().join("tests/fixtures/seed.sql"))?;
+            let seed =
+                std::fs::read_to_string(xtask::project_root().join("tests/fixtures/seed.sql"))?;
             conn.execute(&seed).await?;
             if backend == Backend::Postgres {
                 // The fixture sets explicit ids; move the identity sequences past them.
@@ -341,9 +352,15 @@ pub mod live {
                 ),
                 Conn::Sqlite(_) => {
                     let columns = conn
-                        .texts(&format!("SELECT name FROM pragma_table_info('{}') ORDER BY cid", table.replace('\'', "''")))
+                        .texts(&format!(
+                            "SELECT name FROM pragma_table_info('{}') ORDER BY cid",
+                            table.replace('\'', "''")
+                        ))
                         .await?;
-                    let row: Vec<String> = columns.iter().map(|c| format!("quote({})", quote(c))).collect();
+                    let row: Vec<String> = columns
+                        .iter()
+                        .map(|c| format!("quote({})", quote(c)))
+                        .collect();
                     format!(
                         "SELECT coalesce(group_concat(r, char(10)), '') FROM (SELECT {} AS r FROM {} ORDER BY 1)",
                         row.join(" || ',' || "),
@@ -361,8 +378,13 @@ pub mod live {
     /// The versions recorded in the migrations table.
     pub async fn applied_versions(url: &str) -> anyhow::Result<Vec<i64>> {
         let mut conn = Target::new(url)?.connect(false).await?;
-        let versions = conn.texts("SELECT CAST(version AS TEXT) FROM _sqlx_migrations ORDER BY version").await?;
+        let versions = conn
+            .texts("SELECT CAST(version AS TEXT) FROM _sqlx_migrations ORDER BY version")
+            .await?;
         conn.close().await;
-        Ok(versions.iter().map(|v| v.parse().expect("a version")).collect())
+        Ok(versions
+            .iter()
+            .map(|v| v.parse().expect("a version"))
+            .collect())
     }
 }

@@ -33,15 +33,28 @@ async fn clean_run(backend: Backend) -> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(backend, async |database| {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
-        let report = run(&Source::embedded(backend), &database.url, &options(dir.path())).await;
+        let report = run(
+            &Source::embedded(backend),
+            &database.url,
+            &options(dir.path()),
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Migrated, "{}", report.render());
         for name in ["validate", "backup", "apply", "verify"] {
-            assert_eq!(step(&report, name).status, Status::Pass, "{}", report.render());
+            assert_eq!(
+                step(&report, name).status,
+                Status::Pass,
+                "{}",
+                report.render()
+            );
         }
         let verify = step(&report, "verify");
         for check in ["version", "drift", "tenancy", "foreign keys", "row counts"] {
             assert!(
-                verify.checks.iter().any(|c| c.name == check && c.status == Status::Pass),
+                verify
+                    .checks
+                    .iter()
+                    .any(|c| c.name == check && c.status == Status::Pass),
                 "{check} did not pass: {}",
                 report.render()
             );
@@ -55,19 +68,37 @@ async fn clean_run(backend: Backend) -> anyhow::Result<()> {
         assert_eq!(sha256, backup.sha256);
         let sum = std::fs::read_to_string(format!("{}.sha256", backup.path))?;
         assert!(sum.starts_with(&sha256), "{sum}");
-        let name = Path::new(&backup.path).file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with(&Target::new(&database.url)?.label()), "{name}");
+        let name = Path::new(&backup.path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with(&Target::new(&database.url)?.label()),
+            "{name}"
+        );
         // The JSON report is written beside it.
-        let written: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(report.report_path.as_ref().unwrap())?)?;
+        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            report.report_path.as_ref().unwrap(),
+        )?)?;
         assert_eq!(written["outcome"], "migrated");
         assert_eq!(written["backup"]["sha256"], sha256.as_str());
 
         // Again: nothing pending, no backup, verified.
-        let again = run(&Source::embedded(backend), &database.url, &options(dir.path())).await;
+        let again = run(
+            &Source::embedded(backend),
+            &database.url,
+            &options(dir.path()),
+        )
+        .await;
         assert_eq!(again.outcome, Outcome::UpToDate, "{}", again.render());
         assert!(again.backup.is_none());
-        let verified = app::live::verify_database(&Source::embedded(backend), &Config::embedded(), &Target::new(&database.url)?).await;
+        let verified = app::live::verify_database(
+            &Source::embedded(backend),
+            &Config::embedded(),
+            &Target::new(&database.url)?,
+        )
+        .await;
         assert_eq!(verified.outcome, Outcome::UpToDate, "{}", verified.render());
         Ok(())
     })
@@ -92,22 +123,45 @@ async fn dry_run(backend: Backend) -> anyhow::Result<()> {
         let report = run(
             &Source::embedded(backend),
             &database.url,
-            &Options { dry_run: true, ..options(dir.path()) },
+            &Options {
+                dry_run: true,
+                ..options(dir.path())
+            },
         )
         .await;
         assert_eq!(report.outcome, Outcome::DryRun, "{}", report.render());
-        assert_eq!(state(&database.url).await?, before, "the dry run changed the database");
-        assert!(!dir.path().join("backups").exists() || std::fs::read_dir(dir.path().join("backups"))?.next().is_none());
+        assert_eq!(
+            state(&database.url).await?,
+            before,
+            "the dry run changed the database"
+        );
+        assert!(
+            !dir.path().join("backups").exists()
+                || std::fs::read_dir(dir.path().join("backups"))?
+                    .next()
+                    .is_none()
+        );
         let versions: Vec<i64> = report.migrations.iter().map(|m| m.version).collect();
         assert_eq!(versions, [4, 5, 6, 7]);
         let add_tenant_id = &report.migrations[1];
         match backend {
             Backend::Postgres => {
-                assert!(report.migrations.iter().all(|m| m.status == Status::Pass), "{}", report.render());
-                // 0005 backfills every row of the fixture, under an ACCESS EXCLUSIVE lock.
-                assert!(add_tenant_id.rows_affected.unwrap_or(0) > 0, "{}", report.render());
                 assert!(
-                    add_tenant_id.locks.iter().any(|l| l == "customers: AccessExclusiveLock"),
+                    report.migrations.iter().all(|m| m.status == Status::Pass),
+                    "{}",
+                    report.render()
+                );
+                // 0005 backfills every row of the fixture, under an ACCESS EXCLUSIVE lock.
+                assert!(
+                    add_tenant_id.rows_affected.unwrap_or(0) > 0,
+                    "{}",
+                    report.render()
+                );
+                assert!(
+                    add_tenant_id
+                        .locks
+                        .iter()
+                        .any(|l| l == "customers: AccessExclusiveLock"),
                     "{:?}",
                     add_tenant_id.locks
                 );
@@ -116,8 +170,20 @@ async fn dry_run(backend: Backend) -> anyhow::Result<()> {
                 // 0006 rebuilds tables with foreign keys off: it cannot run in a transaction.
                 let rebuild = &report.migrations[2];
                 assert_eq!(rebuild.status, Status::Skip);
-                assert!(rebuild.error.as_deref().unwrap_or_default().contains("not rehearsable"));
-                assert!(report.migrations[3].error.as_deref().unwrap_or_default().contains("not rehearsed"));
+                assert!(
+                    rebuild
+                        .error
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("not rehearsable")
+                );
+                assert!(
+                    report.migrations[3]
+                        .error
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("not rehearsed")
+                );
             }
         }
         Ok(())
@@ -137,7 +203,12 @@ async fn sqlite_dry_run_leaves_the_database_unchanged() -> anyhow::Result<()> {
 
 /// 0008 changes rows and schema and succeeds; 0009 fails halfway through.
 fn break_after_a_good_migration(scratch: &Scratch, backend: Backend) -> anyhow::Result<()> {
-    std::fs::remove_file(scratch.dir.path().join(format!("migrations/snapshots/{}.snap", backend.name())))?;
+    std::fs::remove_file(
+        scratch
+            .dir
+            .path()
+            .join(format!("migrations/snapshots/{}.snap", backend.name())),
+    )?;
     scratch.add_migration(
         backend,
         "0008",
@@ -158,26 +229,60 @@ async fn rolled_back(backend: Backend, backup: bool) -> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(backend, async |database| {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
-        run(&Source::embedded(backend), &database.url, &Options { backup: false, ..options(dir.path()) }).await;
+        run(
+            &Source::embedded(backend),
+            &database.url,
+            &Options {
+                backup: false,
+                ..options(dir.path())
+            },
+        )
+        .await;
         let scratch = Scratch::new()?;
         break_after_a_good_migration(&scratch, backend)?;
         let before = state(&database.url).await?;
         let report = run(
             &scratch_source(&scratch, backend).await?,
             &database.url,
-            &Options { backup, ..options(dir.path()) },
+            &Options {
+                backup,
+                ..options(dir.path())
+            },
         )
         .await;
         assert_eq!(report.outcome, Outcome::RolledBack, "{}", report.render());
         assert_eq!(step(&report, "apply").status, Status::Fail);
         let error = report.error.as_deref().unwrap_or_default();
         assert!(error.contains("0009_fails_halfway.up.sql"), "{error}");
-        assert_eq!(step(&report, "rollback").status, Status::Pass, "{}", report.render());
-        assert_eq!(report.migrations[0].status, Status::Pass, "0008 applied before 0009 failed");
-        assert_eq!(state(&database.url).await?, before, "the rollback did not restore every row and the schema");
-        assert_eq!(applied_versions(&database.url).await?, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            step(&report, "rollback").status,
+            Status::Pass,
+            "{}",
+            report.render()
+        );
+        assert_eq!(
+            report.migrations[0].status,
+            Status::Pass,
+            "0008 applied before 0009 failed"
+        );
+        assert_eq!(
+            state(&database.url).await?,
+            before,
+            "the rollback did not restore every row and the schema"
+        );
+        assert_eq!(
+            applied_versions(&database.url).await?,
+            [1, 2, 3, 4, 5, 6, 7]
+        );
         let restore = &step(&report, "rollback").checks[0].detail;
-        assert!(restore.contains(if backup { "restored" } else { "down migrations" }), "{restore}");
+        assert!(
+            restore.contains(if backup {
+                "restored"
+            } else {
+                "down migrations"
+            }),
+            "{restore}"
+        );
         Ok(())
     })
     .await
@@ -194,24 +299,40 @@ async fn sqlite_failure_halfway_is_restored_from_the_backup() -> anyhow::Result<
 }
 
 #[tokio::test]
-async fn postgres_failure_without_a_backup_is_reverted_with_down_migrations() -> anyhow::Result<()> {
+async fn postgres_failure_without_a_backup_is_reverted_with_down_migrations() -> anyhow::Result<()>
+{
     // 0008's down cannot bring back the gift cards it deleted: the rollback reports it.
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
-        run(&Source::embedded(Backend::Postgres), &database.url, &Options { backup: false, ..options(dir.path()) }).await;
+        run(
+            &Source::embedded(Backend::Postgres),
+            &database.url,
+            &Options {
+                backup: false,
+                ..options(dir.path())
+            },
+        )
+        .await;
         let scratch = Scratch::new()?;
         break_after_a_good_migration(&scratch, Backend::Postgres)?;
         let report = run(
             &scratch_source(&scratch, Backend::Postgres).await?,
             &database.url,
-            &Options { backup: false, ..options(dir.path()) },
+            &Options {
+                backup: false,
+                ..options(dir.path())
+            },
         )
         .await;
         assert_eq!(report.outcome, Outcome::Failed, "{}", report.render());
         let rows = failed_check(&report, "row counts");
         assert!(rows.detail.contains("gift_cards"), "{}", rows.detail);
-        assert_eq!(applied_versions(&database.url).await?, [1, 2, 3, 4, 5, 6, 7], "0008 was reverted");
+        assert_eq!(
+            applied_versions(&database.url).await?,
+            [1, 2, 3, 4, 5, 6, 7],
+            "0008 was reverted"
+        );
         Ok(())
     })
     .await
@@ -228,7 +349,10 @@ async fn sqlite_failure_without_a_backup_is_reverted_with_down_migrations() -> a
         let report = run(
             &scratch_source(&scratch, Backend::Sqlite).await?,
             &database.url,
-            &Options { backup: false, ..options(dir.path()) },
+            &Options {
+                backup: false,
+                ..options(dir.path())
+            },
         )
         .await;
         // No rows to lose (no fixture): the down migrations restore the state exactly.
@@ -252,11 +376,20 @@ async fn edited_migration_refused(backend: Backend) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&path)?;
         std::fs::write(&path, text + "\n-- edited after it shipped\n")?;
         let before = state(&database.url).await?;
-        let report = run(&scratch_source(&scratch, backend).await?, &database.url, &options(dir.path())).await;
+        let report = run(
+            &scratch_source(&scratch, backend).await?,
+            &database.url,
+            &options(dir.path()),
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Refused, "{}", report.render());
         let check = failed_check(&report, "checksums");
         assert!(check.detail.contains(file), "{}", check.detail);
-        assert!(report.step("apply").is_none() && report.backup.is_none(), "{}", report.render());
+        assert!(
+            report.step("apply").is_none() && report.backup.is_none(),
+            "{}",
+            report.render()
+        );
         assert_eq!(state(&database.url).await?, before);
         assert!(report.verdict().contains("REFUSED"), "{}", report.verdict());
         Ok(())
@@ -280,8 +413,19 @@ fn slow_migration(scratch: &Scratch, backend: Backend) -> anyhow::Result<()> {
         Backend::Postgres => "SELECT pg_sleep(1.5);\nALTER TABLE customers ADD COLUMN note TEXT;\n".to_string(),
         Backend::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n;\nALTER TABLE customers ADD COLUMN note TEXT;\n".to_string(),
     };
-    std::fs::remove_file(scratch.dir.path().join(format!("migrations/snapshots/{}.snap", backend.name())))?;
-    scratch.add_migration(backend, "0008", "slow", &up, "ALTER TABLE customers DROP COLUMN note;\n")
+    std::fs::remove_file(
+        scratch
+            .dir
+            .path()
+            .join(format!("migrations/snapshots/{}.snap", backend.name())),
+    )?;
+    scratch.add_migration(
+        backend,
+        "0008",
+        "slow",
+        &up,
+        "ALTER TABLE customers DROP COLUMN note;\n",
+    )
 }
 
 async fn concurrent_runners(backend: Backend) -> anyhow::Result<()> {
@@ -328,7 +472,8 @@ async fn sqlite_two_concurrent_runners_never_both_apply() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn postgres_runner_killed_mid_apply_is_detected_and_repaired_by_the_next_run() -> anyhow::Result<()> {
+async fn postgres_runner_killed_mid_apply_is_detected_and_repaired_by_the_next_run()
+-> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 7, dir.path()).await?;
@@ -391,7 +536,8 @@ async fn postgres_runner_killed_mid_apply_is_detected_and_repaired_by_the_next_r
 }
 
 #[tokio::test]
-async fn sqlite_runner_killed_in_a_no_transaction_migration_makes_the_next_run_refuse() -> anyhow::Result<()> {
+async fn sqlite_runner_killed_in_a_no_transaction_migration_makes_the_next_run_refuse()
+-> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(Backend::Sqlite, async |database| {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 7, dir.path()).await?;
@@ -452,13 +598,24 @@ async fn drift_reported_by_verify(backend: Backend) -> anyhow::Result<()> {
         prepare(&database.url, 7, dir.path()).await?;
         let target = Target::new(&database.url)?;
         let mut conn = target.connect(false).await?;
-        conn.execute("ALTER TABLE customers ADD COLUMN nickname TEXT").await?;
+        conn.execute("ALTER TABLE customers ADD COLUMN nickname TEXT")
+            .await?;
         conn.close().await;
-        let report = app::live::verify_database(&Source::embedded(backend), &Config::embedded(), &target).await;
+        let report =
+            app::live::verify_database(&Source::embedded(backend), &Config::embedded(), &target)
+                .await;
         assert_eq!(report.outcome, Outcome::Failed, "{}", report.render());
         let drift = failed_check(&report, "drift");
-        assert!(drift.detail.contains("table customers: extra `nickname"), "{}", drift.detail);
-        assert!(report.verdict().starts_with("verify: FAIL"), "{}", report.verdict());
+        assert!(
+            drift.detail.contains("table customers: extra `nickname"),
+            "{}",
+            drift.detail
+        );
+        assert!(
+            report.verdict().starts_with("verify: FAIL"),
+            "{}",
+            report.verdict()
+        );
 
         // The command line: exit 1, and the JSON report for a deploy pipeline.
         let scratch = Scratch::new()?;
@@ -470,7 +627,10 @@ async fn drift_reported_by_verify(backend: Backend) -> anyhow::Result<()> {
             .output()?;
         assert_eq!(output.status.code(), Some(1));
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(stdout.contains("nickname") && stdout.contains("verify: FAIL"), "{stdout}");
+        assert!(
+            stdout.contains("nickname") && stdout.contains("verify: FAIL"),
+            "{stdout}"
+        );
         let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
         assert_eq!(written["outcome"], "failed");
         Ok(())
@@ -489,7 +649,8 @@ async fn sqlite_verify_reports_a_column_added_by_hand() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other() -> anyhow::Result<()> {
+async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other()
+-> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         let base = Target::new(&database.url)?;

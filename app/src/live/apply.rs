@@ -44,7 +44,9 @@ pub async fn session_settings(conn: &mut Conn, timeouts: &Timeouts) -> anyhow::R
             timeouts.lock_timeout.as_millis(),
             timeouts.statement_timeout.as_millis()
         );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
         let _ = sqlx::raw_sql("SET client_connection_check_interval = 1000")
             .execute(&mut *conn)
             .await;
@@ -81,7 +83,11 @@ fn describe(error: &MigrateError) -> String {
     }
 }
 
-async fn apply_one(conn: &mut Conn, table: &str, migration: &Migration) -> Result<(), MigrateError> {
+async fn apply_one(
+    conn: &mut Conn,
+    table: &str,
+    migration: &Migration,
+) -> Result<(), MigrateError> {
     match conn {
         Conn::Postgres(conn) => conn.apply(table, migration).await.map(drop),
         Conn::Sqlite(conn) => conn.apply(table, migration).await.map(drop),
@@ -114,7 +120,8 @@ pub async fn apply(
                 Err(error) if transient(&error) && attempts <= timeouts.lock_retries => {
                     // Jittered, so parallel schemas do not collide again.
                     use std::hash::BuildHasher;
-                    let jitter = std::collections::hash_map::RandomState::new().hash_one(attempts) % 200;
+                    let jitter =
+                        std::collections::hash_map::RandomState::new().hash_one(attempts) % 200;
                     let backoff = Duration::from_millis(50 + jitter * u64::from(attempts));
                     progress(&format!(
                         "{file} met a concurrent session ({}); retrying (attempt {} of {})",
@@ -260,7 +267,10 @@ pub async fn dry_run(
                         }
                         let mut new = Vec::new();
                         for (relation, mode) in strongest {
-                            if held.get(&relation).is_none_or(|m| strength(&mode) > strength(m)) {
+                            if held
+                                .get(&relation)
+                                .is_none_or(|m| strength(&mode) > strength(m))
+                            {
                                 new.push(format!("{relation}: {mode}"));
                                 held.insert(relation, mode);
                             }

@@ -64,7 +64,9 @@ pub struct Files {
 
 impl Files {
     pub fn new(dir: &Path, label: &str) -> Files {
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%S%.3fZ")
+            .to_string();
         Files {
             dir: dir.to_path_buf(),
             base: format!("{label}-{stamp}"),
@@ -90,7 +92,12 @@ pub fn pg_tool(name: &str, pg_bin: Option<&Path>, server_major: u32) -> anyhow::
             candidates.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
         }
         let mut versioned: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|entries| entries.flatten().map(|e| e.path().join("bin").join(name)).collect())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.path().join("bin").join(name))
+                    .collect()
+            })
             .unwrap_or_default();
         versioned.sort_by_key(|path| std::cmp::Reverse(tool_major(path).unwrap_or(0)));
         candidates.extend(versioned);
@@ -115,7 +122,10 @@ pub fn pg_tool(name: &str, pg_bin: Option<&Path>, server_major: u32) -> anyhow::
 }
 
 fn tool_major(path: &Path) -> Option<u32> {
-    let output = std::process::Command::new(path).arg("--version").output().ok()?;
+    let output = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     // "pg_dump (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
     let version = text.split(") ").nth(1)?;
@@ -166,7 +176,10 @@ async fn run_pg_tool(
         url = replace_database(&url, database);
     }
     let mut command = tokio::process::Command::new(tool);
-    command.args(args).arg(format!("--dbname={url}")).kill_on_drop(true);
+    command
+        .args(args)
+        .arg(format!("--dbname={url}"))
+        .kill_on_drop(true);
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
@@ -215,8 +228,7 @@ pub async fn current_schema(conn: &mut PgConnection) -> anyhow::Result<String> {
 }
 
 pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("read {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("read {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 1 << 16];
     let mut bytes = 0;
@@ -328,10 +340,15 @@ async fn backup_postgres(
     dumped.with_context(|| format!("back up schema {schema} with pg_dump"))?;
 
     let list = run_pg_tool_offline(&pg_restore, &["--list", &path.display().to_string()]).await?;
-    let entries = list.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count();
+    let entries = list
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count();
     let mut verified_by = vec![format!("pg_restore --list: {entries} entries")];
     if request.verify_restore {
-        verified_by.push(verify_restore_postgres(conn, request, &pg_restore, &path, &schema, &counts).await?);
+        verified_by.push(
+            verify_restore_postgres(conn, request, &pg_restore, &path, &schema, &counts).await?,
+        );
     }
     Ok((path, counts, verified_by))
 }
@@ -356,7 +373,12 @@ async fn run_pg_tool_offline(tool: &Path, args: &[&str]) -> anyhow::Result<Strin
 
 /// The dump's table of contents without the entry that creates `schema` (the restore
 /// creates the schema itself), for `pg_restore --use-list`.
-async fn restore_list(pg_restore: &Path, dump: &Path, schema: &str, dir: &Path) -> anyhow::Result<tempfile::NamedTempFile> {
+async fn restore_list(
+    pg_restore: &Path,
+    dump: &Path,
+    schema: &str,
+    dir: &Path,
+) -> anyhow::Result<tempfile::NamedTempFile> {
     let list = run_pg_tool_offline(pg_restore, &["--list", &dump.display().to_string()]).await?;
     let kept: Vec<&str> = list
         .lines()
@@ -412,7 +434,12 @@ async fn verify_restore_postgres(
         .context("restore the backup into a scratch database")?;
         let restored = row_counts(&mut scratch_conn).await?;
         scratch_conn.close().await;
-        compare_counts(counts, &restored, "the live database", "the restored backup")?;
+        compare_counts(
+            counts,
+            &restored,
+            "the live database",
+            "the restored backup",
+        )?;
         anyhow::Ok(format!(
             "restored into a scratch database: {} tables, row counts equal",
             restored.len()
@@ -420,7 +447,10 @@ async fn verify_restore_postgres(
     }
     .await;
     let _ = conn
-        .execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&scratch)))
+        .execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote(&scratch)
+        ))
         .await;
     result
 }
@@ -428,18 +458,32 @@ async fn verify_restore_postgres(
 fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     hasher.finish() as u32
 }
 
 /// Fails naming every table whose count differs.
-pub fn compare_counts(expected: &Counts, actual: &Counts, left: &str, right: &str) -> anyhow::Result<()> {
+pub fn compare_counts(
+    expected: &Counts,
+    actual: &Counts,
+    left: &str,
+    right: &str,
+) -> anyhow::Result<()> {
     let mut differences = Vec::new();
     for (table, count) in expected {
         match actual.get(table) {
             Some(other) if other == count => {}
-            Some(other) => differences.push(format!("{table}: {count} rows in {left}, {other} in {right}")),
-            None => differences.push(format!("{table}: {count} rows in {left}, missing from {right}")),
+            Some(other) => differences.push(format!(
+                "{table}: {count} rows in {left}, {other} in {right}"
+            )),
+            None => differences.push(format!(
+                "{table}: {count} rows in {left}, missing from {right}"
+            )),
         }
     }
     for table in actual.keys().filter(|t| !expected.contains_key(*t)) {
@@ -468,13 +512,20 @@ async fn backup_sqlite(
     let mut verified_by = Vec::new();
     if integrity != ["ok"] {
         copy.close().await;
-        bail!("the backup {} fails PRAGMA integrity_check: {}", path.display(), integrity.join("; "));
+        bail!(
+            "the backup {} fails PRAGMA integrity_check: {}",
+            path.display(),
+            integrity.join("; ")
+        );
     }
     verified_by.push("PRAGMA integrity_check: ok".to_string());
     if request.verify_restore {
         let restored = row_counts(&mut copy).await?;
         compare_counts(&counts, &restored, "the live database", "the backup")?;
-        verified_by.push(format!("opened: {} tables, row counts equal", restored.len()));
+        verified_by.push(format!(
+            "opened: {} tables, row counts equal",
+            restored.len()
+        ));
     }
     copy.close().await;
     Ok((path, counts, verified_by))
@@ -494,7 +545,11 @@ pub async fn restore(
             let pg_restore = pg_tool("pg_restore", pg_bin, major)?;
             let dir = backup.parent().unwrap_or(Path::new("."));
             let list = restore_list(&pg_restore, backup, &schema, dir).await?;
-            let aside = format!("{}_failed_{}", &schema[..schema.len().min(40)], std::process::id());
+            let aside = format!(
+                "{}_failed_{}",
+                &schema[..schema.len().min(40)],
+                std::process::id()
+            );
             let owner: String = sqlx::query_scalar(
                 "SELECT pg_get_userbyid(nspowner)::text FROM pg_namespace WHERE nspname = $1",
             )
@@ -564,7 +619,12 @@ async fn restore_sqlite(main: &mut SqliteConnection, backup: &Path) -> anyhow::R
         // SAFETY: both handles are open connections locked for our exclusive use for the
         // duration of this block; the backup object is finished before they are released.
         let (code, message) = unsafe {
-            let backup = ffi::sqlite3_backup_init(destination_db, c"main".as_ptr(), source_db, c"main".as_ptr());
+            let backup = ffi::sqlite3_backup_init(
+                destination_db,
+                c"main".as_ptr(),
+                source_db,
+                c"main".as_ptr(),
+            );
             if backup.is_null() {
                 let message = std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(destination_db));
                 (ffi::SQLITE_ERROR, message.to_string_lossy().into_owned())
@@ -585,7 +645,10 @@ async fn restore_sqlite(main: &mut SqliteConnection, backup: &Path) -> anyhow::R
             ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED if attempt < 49 => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            _ => bail!("restore {} with the SQLite backup API: {message}", backup.display()),
+            _ => bail!(
+                "restore {} with the SQLite backup API: {message}",
+                backup.display()
+            ),
         }
     }
     unreachable!("the loop returns or fails on its last attempt")
@@ -617,7 +680,8 @@ pub fn prune(dir: &Path, label: &str, keep: usize) -> anyhow::Result<Vec<PathBuf
         report.push(".report.json");
         for path in [backup, PathBuf::from(sum), PathBuf::from(report)] {
             if path.exists() {
-                std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("remove {}", path.display()))?;
                 removed.push(path);
             }
         }

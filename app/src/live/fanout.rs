@@ -80,7 +80,12 @@ impl FanoutReport {
         for schema in &self.schemas {
             *counts.entry(schema.outcome.as_str()).or_default() += 1;
         }
-        let mut times: Vec<f64> = self.schemas.iter().filter(|s| s.outcome != "not-started").map(|s| s.seconds).collect();
+        let mut times: Vec<f64> = self
+            .schemas
+            .iter()
+            .filter(|s| s.outcome != "not-started")
+            .map(|s| s.seconds)
+            .collect();
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
         let max = times.last().copied().unwrap_or(0.0);
@@ -147,7 +152,10 @@ impl FanoutReport {
     }
 
     pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
-        std::fs::write(path, serde_json::to_string_pretty(self).expect("serializes") + "\n")
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(self).expect("serializes") + "\n",
+        )
     }
 }
 
@@ -217,7 +225,8 @@ pub async fn migrate_schemas(
                 let mut progress = progress.lock().expect("progress");
                 progress(&format!("{schema}: {line}"));
             };
-            let run: Report = super::migrate(source, config, &target, &schema_options, &mut say).await;
+            let run: Report =
+                super::migrate(source, config, &target, &schema_options, &mut say).await;
             let ok = run.outcome.ok();
             if !ok && fanout.fail_fast {
                 stop.store(true, Ordering::SeqCst);
@@ -279,9 +288,14 @@ pub async fn migrate_schemas(
         Ok(texts) => {
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (schema, (fingerprint, _)) in &texts {
-                groups.entry(fingerprint.clone()).or_default().push(schema.clone());
+                groups
+                    .entry(fingerprint.clone())
+                    .or_default()
+                    .push(schema.clone());
             }
-            if let Some((majority, members)) = groups.iter().max_by_key(|(_, members)| members.len()) {
+            if let Some((majority, members)) =
+                groups.iter().max_by_key(|(_, members)| members.len())
+            {
                 report.majority_fingerprint = Some(majority.clone());
                 report.majority_count = members.len();
                 let reference = &texts[&members[0]].1;
@@ -294,7 +308,11 @@ pub async fn migrate_schemas(
                             difference: check
                                 .detail
                                 .lines()
-                                .filter(|l| l.starts_with("table ") || l.starts_with("extra") || l.starts_with("missing"))
+                                .filter(|l| {
+                                    l.starts_with("table ")
+                                        || l.starts_with("extra")
+                                        || l.starts_with("missing")
+                                })
                                 .collect::<Vec<_>>()
                                 .join("\n")
                                 .replace("extra", "has")
@@ -355,7 +373,8 @@ async fn fingerprints(
                     conn = Some(base.connect(false).await?);
                 }
                 let c = conn.as_mut().expect("connected above");
-                c.execute(&format!("SET search_path TO {}", quote(&outcome.schema))).await?;
+                c.execute(&format!("SET search_path TO {}", quote(&outcome.schema)))
+                    .await?;
                 super::verify::read_schema(c, source).await?.render()
             }
         };
@@ -370,9 +389,12 @@ async fn fingerprints(
 
 /// Where the fan-out's summary goes by default.
 pub fn summary_path(options: &Options, base: &Target) -> PathBuf {
-    let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ").to_string();
-    options
-        .report
-        .clone()
-        .unwrap_or_else(|| options.backup_dir.join(format!("{}-{stamp}.schemas.json", base.label())))
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    options.report.clone().unwrap_or_else(|| {
+        options
+            .backup_dir
+            .join(format!("{}-{stamp}.schemas.json", base.label()))
+    })
 }

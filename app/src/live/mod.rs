@@ -30,8 +30,8 @@ use crate::config::Config;
 use crate::db::Conn;
 pub use apply::Timeouts;
 use backup::{BackupRequest, Counts, Files};
-pub use report::{Outcome, Report, Status};
 use report::{Check, MigrationRun, Step};
+pub use report::{Outcome, Report, Status};
 use runner_lock::RunnerLock;
 pub use target::Target;
 
@@ -194,19 +194,37 @@ pub async fn migrate(
     let mut conn = match target.connect(!options.dry_run).await {
         Ok(conn) => conn,
         Err(error) => {
-            refuse(&mut report, started, Check::fail("connection", format!("{error:#}")));
+            refuse(
+                &mut report,
+                started,
+                Check::fail("connection", format!("{error:#}")),
+            );
             return report;
         }
     };
     let lock = match RunnerLock::acquire(&mut conn, target, options.wait_for_lock, progress).await {
         Ok(lock) => lock,
         Err(error) => {
-            refuse(&mut report, started, Check::fail("lock", format!("{error:#}")));
+            refuse(
+                &mut report,
+                started,
+                Check::fail("lock", format!("{error:#}")),
+            );
             conn.close().await;
             return report;
         }
     };
-    let result = locked(source, config, target, options, &files, &mut conn, &mut report, progress).await;
+    let result = locked(
+        source,
+        config,
+        target,
+        options,
+        &files,
+        &mut conn,
+        &mut report,
+        progress,
+    )
+    .await;
     if let Err(error) = result {
         report.error.get_or_insert_with(|| format!("{error:#}"));
         if report.outcome == Outcome::Running {
@@ -214,18 +232,26 @@ pub async fn migrate(
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
-    let changed = !matches!(report.outcome, Outcome::UpToDate | Outcome::Refused | Outcome::DryRun);
+    let changed = !matches!(
+        report.outcome,
+        Outcome::UpToDate | Outcome::Refused | Outcome::DryRun
+    );
     if options.report.is_some() || (!options.dry_run && (changed || options.report_unchanged)) {
         let path = options.report.clone().unwrap_or_else(|| files.report());
         report.report_path = Some(path.display().to_string());
-        if let Err(error) = std::fs::create_dir_all(&options.backup_dir)
-            .and_then(|()| report.write_json(&path))
+        if let Err(error) =
+            std::fs::create_dir_all(&options.backup_dir).and_then(|()| report.write_json(&path))
         {
-            progress(&format!("could not write the report {}: {error}", path.display()));
+            progress(&format!(
+                "could not write the report {}: {error}",
+                path.display()
+            ));
         }
     }
     // A refused run changed nothing: a marker it found still describes the database.
-    let validated = report.step("validate").is_some_and(|s| s.status != Status::Fail);
+    let validated = report
+        .step("validate")
+        .is_some_and(|s| s.status != Status::Fail);
     if !options.dry_run && validated {
         let _ = std::fs::remove_file(marker_path(&options.backup_dir, &target.label()));
     }
@@ -236,7 +262,11 @@ pub async fn migrate(
 
 fn refuse(report: &mut Report, started: Instant, check: Check) {
     report.error = Some(check.detail.clone());
-    report.steps.push(Step::from_checks("validate", started.elapsed().as_secs_f64(), vec![check]));
+    report.steps.push(Step::from_checks(
+        "validate",
+        started.elapsed().as_secs_f64(),
+        vec![check],
+    ));
     report.outcome = Outcome::Refused;
     report.seconds = started.elapsed().as_secs_f64();
 }
@@ -245,7 +275,13 @@ fn first_failure(step: &Step) -> Option<String> {
     step.checks
         .iter()
         .find(|c| c.status == Status::Fail)
-        .map(|c| format!("{}: {}", c.name, c.detail.lines().next().unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.detail.lines().next().unwrap_or_default()
+            )
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -267,7 +303,12 @@ async fn locked(
     if let Ok(text) = std::fs::read_to_string(&marker) {
         let previous: Option<Marker> = serde_json::from_str(&text).ok();
         let check = match previous {
-            Some(Marker { applying: Some((file, true)), pid, started_at, backup }) => Check::fail(
+            Some(Marker {
+                applying: Some((file, true)),
+                pid,
+                started_at,
+                backup,
+            }) => Check::fail(
                 "previous run",
                 format!(
                     "the run started at {started_at} by process {pid} was killed while applying {file}, which runs \
@@ -284,11 +325,16 @@ async fn locked(
                      Its migration ran in a transaction, which the database rolled back: continuing from the last applied one",
                     m.started_at,
                     m.pid,
-                    m.applying.map(|(file, _)| format!(" while applying {file}")).unwrap_or_default(),
+                    m.applying
+                        .map(|(file, _)| format!(" while applying {file}"))
+                        .unwrap_or_default(),
                     m.backup.as_deref().unwrap_or("none")
                 ),
             ),
-            None => Check::pass("previous run", format!("{} is left from an unfinished run", marker.display())),
+            None => Check::pass(
+                "previous run",
+                format!("{} is left from an unfinished run", marker.display()),
+            ),
         };
         progress(&format!("note: {}", check.detail));
         checks.push(check);
@@ -305,7 +351,10 @@ async fn locked(
     if will_back_up {
         checks.push(backup_room(conn, &options.backup_dir).await);
     } else if !options.backup && !options.dry_run && !pending.is_empty() {
-        checks.push(Check::skip("backup space", "--no-backup: no backup will be taken"));
+        checks.push(Check::skip(
+            "backup space",
+            "--no-backup: no backup will be taken",
+        ));
     }
     let validate_step = Step::from_checks("validate", step_started.elapsed().as_secs_f64(), checks);
     let valid = validate_step.status != Status::Fail;
@@ -320,7 +369,11 @@ async fn locked(
         let step_started = Instant::now();
         let verified = verify::verify(conn, source, config, options.target, false).await?;
         report.schema_text = Some(verified.schema_text);
-        let step = Step::from_checks("verify", step_started.elapsed().as_secs_f64(), verified.checks);
+        let step = Step::from_checks(
+            "verify",
+            step_started.elapsed().as_secs_f64(),
+            verified.checks,
+        );
         report.outcome = if step.status == Status::Fail {
             report.error = first_failure(&step);
             Outcome::Failed
@@ -345,7 +398,11 @@ async fn locked(
         };
         report.steps.push(Step {
             step: "dry-run",
-            status: if failed.is_some() { Status::Fail } else { Status::Pass },
+            status: if failed.is_some() {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
             seconds: step_started.elapsed().as_secs_f64(),
             detail: detail.clone(),
             checks: Vec::new(),
@@ -356,13 +413,21 @@ async fn locked(
         } else {
             Outcome::DryRun
         };
-        report.to_version = runs.iter().filter(|r| r.status == Status::Pass).map(|r| r.version).max().or(plan.current);
+        report.to_version = runs
+            .iter()
+            .filter(|r| r.status == Status::Pass)
+            .map(|r| r.version)
+            .max()
+            .or(plan.current);
         report.migrations = runs;
         return Ok(());
     }
 
     std::fs::create_dir_all(&options.backup_dir).with_context(|| {
-        format!("create {} (choose another with --backup-dir)", options.backup_dir.display())
+        format!(
+            "create {} (choose another with --backup-dir)",
+            options.backup_dir.display()
+        )
     })?;
     let mut marker_data = Marker {
         pid: std::process::id(),
@@ -389,7 +454,12 @@ async fn locked(
                     step: "backup",
                     status: Status::Pass,
                     seconds: step_started.elapsed().as_secs_f64(),
-                    detail: format!("{} ({} bytes; {})", info.path, info.bytes, info.verified_by.join("; ")),
+                    detail: format!(
+                        "{} ({} bytes; {})",
+                        info.path,
+                        info.bytes,
+                        info.verified_by.join("; ")
+                    ),
                     checks: Vec::new(),
                 });
                 marker_data.backup = Some(info.path.clone());
@@ -414,7 +484,10 @@ async fn locked(
         if let Some(keep) = options.keep {
             let removed = backup::prune(&options.backup_dir, &target.label(), keep)?;
             if !removed.is_empty() {
-                progress(&format!("--keep {keep}: removed {} older backup files", removed.len()));
+                progress(&format!(
+                    "--keep {keep}: removed {} older backup files",
+                    removed.len()
+                ));
             }
         }
     } else {
@@ -440,7 +513,14 @@ async fn locked(
         }
         marker_data.applying = Some((source.file_of(migration.version), migration.no_tx));
         write_marker(&marker, &marker_data)?;
-        let mut run = apply::apply(conn, source, std::slice::from_ref(migration), &options.timeouts, progress).await?;
+        let mut run = apply::apply(
+            conn,
+            source,
+            std::slice::from_ref(migration),
+            &options.timeouts,
+            progress,
+        )
+        .await?;
         let failed = run.iter().any(|r| r.status == Status::Fail);
         runs.append(&mut run);
         if failed {
@@ -450,22 +530,31 @@ async fn locked(
     let failed_run: Option<&MigrationRun> = runs.iter().find(|r| r.status == Status::Fail);
     let apply_error = match failed_run {
         Some(run) => Some(run.error.clone().unwrap_or_default()),
-        None if interrupted => Some("interrupted (Ctrl-C) before all migrations were applied".to_string()),
+        None if interrupted => {
+            Some("interrupted (Ctrl-C) before all migrations were applied".to_string())
+        }
         None => None,
     };
     report.steps.push(Step {
         step: "apply",
-        status: if apply_error.is_some() { Status::Fail } else { Status::Pass },
+        status: if apply_error.is_some() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
         seconds: step_started.elapsed().as_secs_f64(),
-        detail: apply_error.clone().unwrap_or_else(|| {
-            format!("{} migrations applied", runs.len())
-        }),
+        detail: apply_error
+            .clone()
+            .unwrap_or_else(|| format!("{} migrations applied", runs.len())),
         checks: Vec::new(),
     });
     let applied_now: Vec<&Migration> = pending
         .iter()
         .copied()
-        .filter(|m| runs.iter().any(|r| r.version == m.version && r.status == Status::Pass))
+        .filter(|m| {
+            runs.iter()
+                .any(|r| r.version == m.version && r.status == Status::Pass)
+        })
         .collect();
     report.to_version = applied_now.last().map(|m| m.version).or(plan.current);
     report.migrations = runs;
@@ -511,9 +600,14 @@ async fn locked(
     let step_started = Instant::now();
     progress("rolling back");
     let reverted = match &report.backup {
-        Some(info) => backup::restore(conn, target, Path::new(&info.path), options.pg_bin.as_deref())
-            .await
-            .map(|()| format!("restored {}", info.path)),
+        Some(info) => backup::restore(
+            conn,
+            target,
+            Path::new(&info.path),
+            options.pg_bin.as_deref(),
+        )
+        .await
+        .map(|()| format!("restored {}", info.path)),
         None => revert(conn, source, &applied_now).await,
     };
     let mut checks = Vec::new();
@@ -528,10 +622,20 @@ async fn locked(
                 verify::drift(&before_schema, &after_schema, source)
             });
             let after = backup::row_counts(conn).await?;
-            checks.push(match backup::compare_counts(&before, &after, "before the run", "after the rollback") {
-                Ok(()) => Check::pass("row counts", format!("{} tables have their rows of before the run", after.len())),
-                Err(error) => Check::fail("row counts", format!("{error:#}")),
-            });
+            checks.push(
+                match backup::compare_counts(
+                    &before,
+                    &after,
+                    "before the run",
+                    "after the rollback",
+                ) {
+                    Ok(()) => Check::pass(
+                        "row counts",
+                        format!("{} tables have their rows of before the run", after.len()),
+                    ),
+                    Err(error) => Check::fail("row counts", format!("{error:#}")),
+                },
+            );
         }
         Err(error) => checks.push(Check::fail("restore", format!("{error:#}"))),
     }
@@ -554,21 +658,37 @@ fn write_marker(path: &Path, marker: &Marker) -> anyhow::Result<()> {
 
 async fn server_version(conn: &mut Conn) -> anyhow::Result<String> {
     Ok(match conn {
-        Conn::Postgres(_) => format!("PostgreSQL {}", conn.texts("SHOW server_version").await?.join("")),
-        Conn::Sqlite(_) => format!("SQLite {}", conn.texts("SELECT sqlite_version()").await?.join("")),
+        Conn::Postgres(_) => format!(
+            "PostgreSQL {}",
+            conn.texts("SHOW server_version").await?.join("")
+        ),
+        Conn::Sqlite(_) => format!(
+            "SQLite {}",
+            conn.texts("SELECT sqlite_version()").await?.join("")
+        ),
     })
 }
 
 async fn backup_room(conn: &mut Conn, dir: &Path) -> Check {
     let needed = match validate::database_bytes(conn).await {
         Ok(bytes) => bytes,
-        Err(error) => return Check::fail("backup space", format!("could not size the database: {error:#}")),
+        Err(error) => {
+            return Check::fail(
+                "backup space",
+                format!("could not size the database: {error:#}"),
+            );
+        }
     };
     match validate::free_bytes(dir) {
         // A custom-format dump is compressed; the database's size is a generous bound.
         Some(free) if free >= needed + needed / 5 => Check::pass(
             "backup space",
-            format!("{} needed at most, {} free in {}", megabytes(needed), megabytes(free), dir.display()),
+            format!(
+                "{} needed at most, {} free in {}",
+                megabytes(needed),
+                megabytes(free),
+                dir.display()
+            ),
         ),
         Some(free) => Check::fail(
             "backup space",
@@ -579,7 +699,10 @@ async fn backup_room(conn: &mut Conn, dir: &Path) -> Check {
                 megabytes(free)
             ),
         ),
-        None => Check::fail("backup space", format!("cannot read the free space of {}", dir.display())),
+        None => Check::fail(
+            "backup space",
+            format!("cannot read the free space of {}", dir.display()),
+        ),
     }
 }
 
@@ -588,7 +711,11 @@ fn megabytes(bytes: u64) -> String {
 }
 
 /// Reverts the migrations of this run, newest first, with their down migrations.
-async fn revert(conn: &mut Conn, source: &Source<'_>, applied: &[&Migration]) -> anyhow::Result<String> {
+async fn revert(
+    conn: &mut Conn,
+    source: &Source<'_>,
+    applied: &[&Migration],
+) -> anyhow::Result<String> {
     let table = source.migrator.table_name.as_ref();
     for migration in applied.iter().rev() {
         let down = source.down_of(migration.version).with_context(|| {
@@ -603,7 +730,10 @@ async fn revert(conn: &mut Conn, source: &Source<'_>, applied: &[&Migration]) ->
         };
         result.with_context(|| format!("revert {}", source.file_of(migration.version)))?;
     }
-    Ok(format!("reverted {} migrations with their down migrations", applied.len()))
+    Ok(format!(
+        "reverted {} migrations with their down migrations",
+        applied.len()
+    ))
 }
 
 /// `app verify`: the checks alone, on a database the runner does not change.
@@ -631,15 +761,24 @@ pub async fn verify_database(source: &Source<'_>, config: &Config, target: &Targ
     let mut conn = match target.connect(false).await {
         Ok(conn) => conn,
         Err(error) => {
-            refuse(&mut report, started, Check::fail("connection", format!("{error:#}")));
+            refuse(
+                &mut report,
+                started,
+                Check::fail("connection", format!("{error:#}")),
+            );
             return report;
         }
     };
     match verify::verify(&mut conn, source, config, None, true).await {
         Ok(verified) => {
-            let step = Step::from_checks("verify", started.elapsed().as_secs_f64(), verified.checks);
+            let step =
+                Step::from_checks("verify", started.elapsed().as_secs_f64(), verified.checks);
             report.error = first_failure(&step);
-            report.outcome = if step.status == Status::Fail { Outcome::Failed } else { Outcome::UpToDate };
+            report.outcome = if step.status == Status::Fail {
+                Outcome::Failed
+            } else {
+                Outcome::UpToDate
+            };
             report.from_version = verified.version;
             report.to_version = verified.version;
             report.steps.push(step);

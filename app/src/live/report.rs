@@ -28,7 +28,10 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn ok(self) -> bool {
-        matches!(self, Outcome::Migrated | Outcome::UpToDate | Outcome::DryRun)
+        matches!(
+            self,
+            Outcome::Migrated | Outcome::UpToDate | Outcome::DryRun
+        )
     }
 }
 
@@ -250,17 +253,33 @@ impl Report {
             .unwrap_or("see the table above");
         if self.tool == "app verify" {
             return match self.outcome {
-                Outcome::UpToDate => format!("verify: PASS — {subject} is at {} and matches this build", version_text(self.to_version)),
+                Outcome::UpToDate => format!(
+                    "verify: PASS — {subject} is at {} and matches this build",
+                    version_text(self.to_version)
+                ),
                 _ => format!("verify: FAIL — {subject}: {why}"),
             };
         }
         match self.outcome {
-            Outcome::Migrated => format!("migrate: PASS — {subject} migrated {versions} and verified in {:.1} s", self.seconds),
-            Outcome::UpToDate => format!("migrate: PASS — {subject} is up to date at {} and verified", version_text(self.to_version)),
-            Outcome::DryRun => format!("migrate: DRY RUN — {subject} would go {versions}; nothing was changed"),
+            Outcome::Migrated => format!(
+                "migrate: PASS — {subject} migrated {versions} and verified in {:.1} s",
+                self.seconds
+            ),
+            Outcome::UpToDate => format!(
+                "migrate: PASS — {subject} is up to date at {} and verified",
+                version_text(self.to_version)
+            ),
+            Outcome::DryRun => {
+                format!("migrate: DRY RUN — {subject} would go {versions}; nothing was changed")
+            }
             Outcome::Refused => format!("migrate: REFUSED — {subject}: {why}; nothing was changed"),
-            Outcome::RolledBack => format!("migrate: FAIL — {subject}: {why}; rolled back to {}, verified equal to before", version_text(self.from_version)),
-            Outcome::Failed => format!("migrate: FAIL — {subject}: {why}; the database was NOT restored"),
+            Outcome::RolledBack => format!(
+                "migrate: FAIL — {subject}: {why}; rolled back to {}, verified equal to before",
+                version_text(self.from_version)
+            ),
+            Outcome::Failed => {
+                format!("migrate: FAIL — {subject}: {why}; the database was NOT restored")
+            }
             Outcome::Running => format!("migrate: UNFINISHED — {subject}"),
         }
     }

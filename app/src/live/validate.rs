@@ -87,7 +87,10 @@ pub fn plan<'m>(
     checks.push(Check::pass(
         "migrations table",
         if applied.is_empty() {
-            format!("`{}` is empty or absent: a new database", source.migrator.table_name)
+            format!(
+                "`{}` is empty or absent: a new database",
+                source.migrator.table_name
+            )
         } else {
             format!("{} migrations recorded", applied.len())
         },
@@ -122,7 +125,10 @@ pub fn plan<'m>(
         }
     }
     checks.push(if mismatched.is_empty() {
-        Check::pass("checksums", "every applied migration equals the embedded one")
+        Check::pass(
+            "checksums",
+            "every applied migration equals the embedded one",
+        )
     } else {
         Check::fail(
             "checksums",
@@ -174,7 +180,9 @@ pub fn plan<'m>(
     {
         checks.push(Check::fail(
             "target",
-            format!("--target {t} is not a migration of this build (run `app migrations` to list them)"),
+            format!(
+                "--target {t} is not a migration of this build (run `app migrations` to list them)"
+            ),
         ));
     }
     checks.push(Check::pass(

@@ -52,7 +52,11 @@ pub async fn verify(
         .unwrap_or_default();
     let latest = source.ups().map(|m| m.version).max();
     let expected = target.or(latest);
-    let versions: BTreeSet<i64> = applied.iter().filter(|a| a.success).map(|a| a.version).collect();
+    let versions: BTreeSet<i64> = applied
+        .iter()
+        .filter(|a| a.success)
+        .map(|a| a.version)
+        .collect();
     let version = versions.last().copied();
     let missing: Vec<String> = source
         .ups()
@@ -61,7 +65,11 @@ pub async fn verify(
         .collect();
     let mismatched: Vec<String> = applied
         .iter()
-        .filter(|a| source.ups().any(|m| m.version == a.version && *m.checksum != *a.checksum))
+        .filter(|a| {
+            source
+                .ups()
+                .any(|m| m.version == a.version && *m.checksum != *a.checksum)
+        })
         .map(|a| source.file_of(a.version))
         .collect();
     let unknown: Vec<String> = applied
@@ -71,14 +79,23 @@ pub async fn verify(
         .collect();
     let at_expected = missing.is_empty() && mismatched.is_empty() && unknown.is_empty();
     checks.push(if at_expected {
-        Check::pass("version", format!("at {} as expected", super::report::version_text(version)))
+        Check::pass(
+            "version",
+            format!("at {} as expected", super::report::version_text(version)),
+        )
     } else {
         let mut problems = Vec::new();
         if !missing.is_empty() {
-            problems.push(format!("{} not applied; run `app migrate`", missing.join(", ")));
+            problems.push(format!(
+                "{} not applied; run `app migrate`",
+                missing.join(", ")
+            ));
         }
         if !mismatched.is_empty() {
-            problems.push(format!("{} applied from a different build", mismatched.join(", ")));
+            problems.push(format!(
+                "{} applied from a different build",
+                mismatched.join(", ")
+            ));
         }
         if !unknown.is_empty() {
             problems.push(format!(
@@ -130,12 +147,20 @@ pub async fn verify(
         let outcomes = static_rules(config, &schema, role.as_ref(), &BTreeMap::new());
         let failures: Vec<String> = outcomes
             .iter()
-            .flat_map(|o| o.failures.iter().map(move |f| format!("{}: {}", o.name, f.message)))
+            .flat_map(|o| {
+                o.failures
+                    .iter()
+                    .map(move |f| format!("{}: {}", o.name, f.message))
+            })
             .collect();
         if failures.is_empty() {
             Check::pass(
                 "tenancy",
-                format!("{} isolation rules passed on {} tables", outcomes.len(), schema.tables.len()),
+                format!(
+                    "{} isolation rules passed on {} tables",
+                    outcomes.len(),
+                    schema.tables.len()
+                ),
             )
         } else {
             Check::fail("tenancy", failures.join("\n"))
@@ -163,7 +188,10 @@ fn blocks(text: &str) -> BTreeMap<String, Vec<String>> {
         } else if let Some(table) = &current
             && !line.trim().is_empty()
         {
-            blocks.get_mut(table).expect("inserted above").push(line.to_string());
+            blocks
+                .get_mut(table)
+                .expect("inserted above")
+                .push(line.to_string());
         }
     }
     blocks
@@ -219,7 +247,11 @@ async fn foreign_keys(conn: &mut Conn, schema: &Schema) -> anyhow::Result<Check>
             for (table, definition) in &schema.tables {
                 for fk in &definition.foreign_keys {
                     checked += 1;
-                    let child: Vec<String> = fk.columns.iter().map(|c| format!("c.{}", quote(c))).collect();
+                    let child: Vec<String> = fk
+                        .columns
+                        .iter()
+                        .map(|c| format!("c.{}", quote(c)))
+                        .collect();
                     let joined: Vec<String> = fk
                         .columns
                         .iter()
@@ -229,7 +261,11 @@ async fn foreign_keys(conn: &mut Conn, schema: &Schema) -> anyhow::Result<Check>
                     let sql = format!(
                         "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
                         quote(table),
-                        child.iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND "),
+                        child
+                            .iter()
+                            .map(|c| format!("{c} IS NOT NULL"))
+                            .collect::<Vec<_>>()
+                            .join(" AND "),
                         quote(&fk.referenced_table),
                         joined.join(" AND ")
                     );
@@ -255,15 +291,29 @@ async fn foreign_keys(conn: &mut Conn, schema: &Schema) -> anyhow::Result<Check>
     Ok(if problems.is_empty() {
         Check::pass("foreign keys", format!("{checked} foreign keys satisfied"))
     } else {
-        Check::fail("foreign keys", format!("{}\nfix: delete or repair the orphaned rows, then validate the key", problems.join("\n")))
+        Check::fail(
+            "foreign keys",
+            format!(
+                "{}\nfix: delete or repair the orphaned rows, then validate the key",
+                problems.join("\n")
+            ),
+        )
     })
 }
 
 /// Row counts after a run against before it: a pre-existing table may change only if a
 /// migration of the run declares `-- tenantgate:moves-data(table, …): reason`.
-pub fn row_counts(before: &Counts, after: &Counts, declared: &BTreeSet<String>, migrations_table: &str) -> Check {
+pub fn row_counts(
+    before: &Counts,
+    after: &Counts,
+    declared: &BTreeSet<String>,
+    migrations_table: &str,
+) -> Check {
     let mut changed = Vec::new();
-    for (table, count) in before.iter().filter(|(t, _)| t.as_str() != migrations_table) {
+    for (table, count) in before
+        .iter()
+        .filter(|(t, _)| t.as_str() != migrations_table)
+    {
         if declared.contains(table) {
             continue;
         }
@@ -276,7 +326,10 @@ pub fn row_counts(before: &Counts, after: &Counts, declared: &BTreeSet<String>, 
     if changed.is_empty() {
         Check::pass(
             "row counts",
-            format!("{} pre-existing tables kept their rows", before.len().saturating_sub(1)),
+            format!(
+                "{} pre-existing tables kept their rows",
+                before.len().saturating_sub(1)
+            ),
         )
     } else {
         Check::fail(
