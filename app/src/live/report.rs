@@ -227,7 +227,14 @@ impl Report {
                     let _ = write!(line, "  {rows} rows");
                 }
                 if !run.locks.is_empty() {
-                    let _ = write!(line, "  locks: {}", run.locks.join(", "));
+                    // Each migration commits on its own when applied: it holds its locks for
+                    // about its own duration.
+                    let _ = write!(
+                        line,
+                        "  locks held ≈{:.2} s: {}",
+                        run.seconds,
+                        run.locks.join(", ")
+                    );
                 }
                 if let Some(error) = &run.error {
                     let _ = write!(line, "  {}", error.lines().next().unwrap_or_default());
