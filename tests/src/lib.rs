@@ -264,11 +264,17 @@ pub mod live {
         scratch: &super::Scratch,
         backend: Backend,
     ) -> anyhow::Result<Source<'static>> {
-        let migrator = Migrator::new(scratch.migrations_dir(backend)).await?;
-        let snapshot = scratch
-            .dir
-            .path()
-            .join(format!("migrations/snapshots/{}.snap", backend.name()));
+        scratch_source_in(scratch.dir.path(), backend).await
+    }
+
+    /// The migrations and snapshot (when there is one) of a folder laid out like the
+    /// repository.
+    pub async fn scratch_source_in(
+        dir: &Path,
+        backend: Backend,
+    ) -> anyhow::Result<Source<'static>> {
+        let migrator = Migrator::new(dir.join("migrations").join(backend.name())).await?;
+        let snapshot = dir.join(format!("migrations/snapshots/{}.snap", backend.name()));
         Ok(Source {
             backend,
             migrator: Box::leak(Box::new(migrator)),

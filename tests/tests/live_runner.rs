@@ -24,6 +24,22 @@ fn failed_check<'r>(report: &'r Report, name: &str) -> &'r app::live::report::Ch
         .unwrap_or_else(|| panic!("no failed `{name}` check in:\n{}", report.render()))
 }
 
+/// `app migrate` over the scratch migrations, in a process of its own (to be killed).
+fn spawn_migrate(
+    scratch: &Scratch,
+    url: &str,
+    backups: &Path,
+) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_scratch_app"))
+        .args(["migrate", "--database-url", url, "--backup-dir"])
+        .arg(backups)
+        .env("TENANTGATE_SCRATCH", scratch.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
 async fn run(source: &Source<'_>, url: &str, options: &Options) -> Report {
     let target = Target::new(url).expect("a url");
     app::live::migrate(source, &Config::embedded(), &target, options, &mut |_| {}).await
@@ -490,14 +506,7 @@ async fn postgres_runner_killed_mid_apply_is_detected_and_repaired_by_the_next_r
         let mut conn = Target::new(&database.url)?.connect(false).await?;
         conn.execute("CREATE SCHEMA test_control; CREATE TABLE test_control.slow (x int); INSERT INTO test_control.slow VALUES (1)").await?;
         let backups = dir.path().join("backups");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scratch_app"))
-            .args(["migrate", "--database-url", &database.url, "--backup-dir"])
-            .arg(&backups)
-            .env("TENANTGATE_SCRATCH", scratch.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut child = spawn_migrate(&scratch, &database.url, &backups)?;
         let started = Instant::now();
         loop {
             let sleeping = conn
@@ -551,14 +560,7 @@ async fn sqlite_runner_killed_in_a_no_transaction_migration_makes_the_next_run_r
             "DROP TABLE loyalty;\n",
         )?;
         let backups = dir.path().join("backups");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_scratch_app"))
-            .args(["migrate", "--database-url", &database.url, "--backup-dir"])
-            .arg(&backups)
-            .env("TENANTGATE_SCRATCH", scratch.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+        let mut child = spawn_migrate(&scratch, &database.url, &backups)?;
         let started = Instant::now();
         let target = Target::new(&database.url)?;
         loop {

@@ -298,24 +298,7 @@ async fn foreign_key_integrity(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcom
                     if !fk.validated {
                         failures.push(cx.failure_in(table, format!("foreign key `{name}` on `{table}` is NOT VALID: existing rows were never checked\nfix: ALTER TABLE {table} VALIDATE CONSTRAINT {name} in a later migration")));
                     }
-                    let all_set: Vec<String> = fk
-                        .columns
-                        .iter()
-                        .map(|c| format!("c.{} IS NOT NULL", quote(c)))
-                        .collect();
-                    let matches: Vec<String> = fk
-                        .columns
-                        .iter()
-                        .zip(&fk.referenced_columns)
-                        .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
-                        .collect();
-                    let sql = format!(
-                        "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-                        quote(table),
-                        all_set.join(" AND "),
-                        quote(&fk.referenced_table),
-                        matches.join(" AND ")
-                    );
+                    let sql = fk.orphans_sql(table);
                     match conn.count(&sql).await {
                         Ok(0) => {}
                         Ok(orphans) => failures.push(cx.failure_in(table, format!("{orphans} rows of `{table}` have no parent in `{}` through `{name}`\nfix: repair or delete the orphans before adding the constraint", fk.referenced_table))),

@@ -164,17 +164,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Runs a libpq tool against the target's server, with `database` instead of the url's.
-async fn run_pg_tool(
-    tool: &Path,
-    target: &Target,
-    database: Option<&str>,
-    args: &[&str],
-) -> anyhow::Result<String> {
-    let (mut url, password) = libpq_url(target);
-    if let Some(database) = database {
-        url = replace_database(&url, database);
-    }
+/// Runs a libpq tool against the target's database.
+async fn run_pg_tool(tool: &Path, target: &Target, args: &[&str]) -> anyhow::Result<String> {
+    let (url, password) = libpq_url(target);
     let mut command = tokio::process::Command::new(tool);
     command
         .args(args)
@@ -325,7 +317,6 @@ async fn backup_postgres(
     let dumped = run_pg_tool(
         &pg_dump,
         request.target,
-        None,
         &[
             "--format=custom",
             "--no-password",
@@ -395,6 +386,27 @@ async fn restore_list(
     Ok(file)
 }
 
+/// `pg_restore` of the entries in `list` into the target's database, all or nothing.
+async fn restore_listed(
+    pg_restore: &Path,
+    target: &Target,
+    list: &tempfile::NamedTempFile,
+    dump: &Path,
+) -> anyhow::Result<String> {
+    run_pg_tool(
+        pg_restore,
+        target,
+        &[
+            "--exit-on-error",
+            "--single-transaction",
+            "--no-password",
+            &format!("--use-list={}", list.path().display()),
+            &dump.display().to_string(),
+        ],
+    )
+    .await
+}
+
 async fn verify_restore_postgres(
     conn: &mut Conn,
     request: &BackupRequest<'_>,
@@ -418,20 +430,9 @@ async fn verify_restore_postgres(
         scratch_conn
             .execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
             .await?;
-        run_pg_tool(
-            pg_restore,
-            &scratch_target,
-            None,
-            &[
-                "--exit-on-error",
-                "--single-transaction",
-                "--no-owner",
-                &format!("--use-list={}", list.path().display()),
-                &dump.display().to_string(),
-            ],
-        )
-        .await
-        .context("restore the backup into a scratch database")?;
+        restore_listed(pg_restore, &scratch_target, &list, dump)
+            .await
+            .context("restore the backup into a scratch database")?;
         let restored = row_counts(&mut scratch_conn).await?;
         scratch_conn.close().await;
         compare_counts(
@@ -564,19 +565,7 @@ pub async fn restore(
             ))
             .await
             .with_context(|| format!("move the failed schema {schema} aside"))?;
-            let restored = run_pg_tool(
-                &pg_restore,
-                target,
-                None,
-                &[
-                    "--exit-on-error",
-                    "--single-transaction",
-                    "--no-password",
-                    &format!("--use-list={}", list.path().display()),
-                    &backup.display().to_string(),
-                ],
-            )
-            .await;
+            let restored = restore_listed(&pg_restore, target, &list, backup).await;
             match restored {
                 Ok(_) => {
                     conn.execute(&format!("DROP SCHEMA {} CASCADE", quote(&aside)))

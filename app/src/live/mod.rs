@@ -171,25 +171,7 @@ pub async fn migrate(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Report {
     let started = Instant::now();
-    let mut report = Report {
-        tool: "app migrate",
-        app_version: env!("CARGO_PKG_VERSION"),
-        backend: target.backend.to_string(),
-        target: target.label(),
-        schema: target.schema.clone(),
-        started_at: jiff::Timestamp::now().to_string(),
-        seconds: 0.0,
-        outcome: Outcome::Running,
-        pid: std::process::id(),
-        from_version: None,
-        to_version: None,
-        steps: Vec::new(),
-        migrations: Vec::new(),
-        backup: None,
-        error: None,
-        report_path: None,
-        schema_text: None,
-    };
+    let mut report = Report::new("app migrate", target);
     let files = Files::new(&options.backup_dir, &target.label());
     let mut conn = match target.connect(!options.dry_run).await {
         Ok(conn) => conn,
@@ -739,25 +721,7 @@ async fn revert(
 /// `app verify`: the checks alone, on a database the runner does not change.
 pub async fn verify_database(source: &Source<'_>, config: &Config, target: &Target) -> Report {
     let started = Instant::now();
-    let mut report = Report {
-        tool: "app verify",
-        app_version: env!("CARGO_PKG_VERSION"),
-        backend: target.backend.to_string(),
-        target: target.label(),
-        schema: target.schema.clone(),
-        started_at: jiff::Timestamp::now().to_string(),
-        seconds: 0.0,
-        outcome: Outcome::Running,
-        pid: std::process::id(),
-        from_version: None,
-        to_version: None,
-        steps: Vec::new(),
-        migrations: Vec::new(),
-        backup: None,
-        error: None,
-        report_path: None,
-        schema_text: None,
-    };
+    let mut report = Report::new("app verify", target);
     let mut conn = match target.connect(false).await {
         Ok(conn) => conn,
         Err(error) => {

@@ -167,6 +167,29 @@ pub struct Report {
 }
 
 impl Report {
+    /// An unfinished report of `tool` on `target`, started now.
+    pub fn new(tool: &'static str, target: &super::Target) -> Report {
+        Report {
+            tool,
+            app_version: env!("CARGO_PKG_VERSION"),
+            backend: target.backend.to_string(),
+            target: target.label(),
+            schema: target.schema.clone(),
+            started_at: jiff::Timestamp::now().to_string(),
+            seconds: 0.0,
+            outcome: Outcome::Running,
+            pid: std::process::id(),
+            from_version: None,
+            to_version: None,
+            steps: Vec::new(),
+            migrations: Vec::new(),
+            backup: None,
+            error: None,
+            report_path: None,
+            schema_text: None,
+        }
+    }
+
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.step == name)
     }

@@ -10,7 +10,7 @@ use super::backup::Counts;
 use super::report::Check;
 use super::validate::read_applied;
 use crate::config::Config;
-use crate::db::{Conn, quote};
+use crate::db::Conn;
 use crate::isolation_rules::{RoleFacts, static_rules};
 use crate::schema::Schema;
 
@@ -247,29 +247,7 @@ async fn foreign_keys(conn: &mut Conn, schema: &Schema) -> anyhow::Result<Check>
             for (table, definition) in &schema.tables {
                 for fk in &definition.foreign_keys {
                     checked += 1;
-                    let child: Vec<String> = fk
-                        .columns
-                        .iter()
-                        .map(|c| format!("c.{}", quote(c)))
-                        .collect();
-                    let joined: Vec<String> = fk
-                        .columns
-                        .iter()
-                        .zip(&fk.referenced_columns)
-                        .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
-                        .collect();
-                    let sql = format!(
-                        "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
-                        quote(table),
-                        child
-                            .iter()
-                            .map(|c| format!("{c} IS NOT NULL"))
-                            .collect::<Vec<_>>()
-                            .join(" AND "),
-                        quote(&fk.referenced_table),
-                        joined.join(" AND ")
-                    );
-                    let orphans = conn.count(&sql).await?;
+                    let orphans = conn.count(&fk.orphans_sql(table)).await?;
                     if orphans > 0 {
                         problems.push(format!(
                             "{table} ({}) → {}: {orphans} rows reference no row",

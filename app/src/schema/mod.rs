@@ -85,6 +85,32 @@ pub struct Policy {
     pub with_check: Option<String>,
 }
 
+impl ForeignKey {
+    /// Counts the rows of `table` whose key is fully set but matches no parent row (the
+    /// orphans a NOT VALID key, or a load with the key disabled, can leave).
+    pub fn orphans_sql(&self, table: &str) -> String {
+        use crate::db::quote;
+        let all_set: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("c.{} IS NOT NULL", quote(c)))
+            .collect();
+        let matches: Vec<String> = self
+            .columns
+            .iter()
+            .zip(&self.referenced_columns)
+            .map(|(c, p)| format!("p.{} = c.{}", quote(p), quote(c)))
+            .collect();
+        format!(
+            "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})",
+            quote(table),
+            all_set.join(" AND "),
+            quote(&self.referenced_table),
+            matches.join(" AND ")
+        )
+    }
+}
+
 impl Schema {
     /// Reads the schema of the connected database, leaving out the migrations table.
     pub async fn read(conn: &mut Conn, migrations_table: &str) -> anyhow::Result<Schema> {

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use app::Backend;
 use app::cli::Sources;
 use app::config::Config;
-use app::live::Source;
-use sqlx::migrate::Migrator;
+use tenantgate_tests::live::scratch_source_in;
 
 fn main() -> ExitCode {
     match sources() {
@@ -28,22 +27,9 @@ fn sources() -> anyhow::Result<Sources<'static>> {
     );
     let config = Config::load(&dir.join("migrations/tenantgate.toml"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let source = |backend: Backend| -> anyhow::Result<Source<'static>> {
-        let folder = config.migrations_dir(backend).to_path_buf();
-        let migrator = runtime.block_on(Migrator::new(folder))?;
-        let snapshot = config.snapshot_dir.join(format!("{}.snap", backend.name()));
-        Ok(Source {
-            backend,
-            migrator: Box::leak(Box::new(migrator)),
-            snapshot: std::fs::read_to_string(&snapshot)
-                .ok()
-                .map(|text| &*Box::leak(text.into_boxed_str())),
-            snapshot_name: snapshot.display().to_string(),
-        })
-    };
     Ok(Sources {
-        postgres: source(Backend::Postgres)?,
-        sqlite: source(Backend::Sqlite)?,
-        config: config.clone(),
+        postgres: runtime.block_on(scratch_source_in(&dir, Backend::Postgres))?,
+        sqlite: runtime.block_on(scratch_source_in(&dir, Backend::Sqlite))?,
+        config,
     })
 }
