@@ -119,9 +119,7 @@ pub async fn apply(
                 Ok(()) => break None,
                 Err(error) if transient(&error) && attempts <= timeouts.lock_retries => {
                     // Jittered, so parallel schemas do not collide again.
-                    use std::hash::BuildHasher;
-                    let jitter =
-                        std::collections::hash_map::RandomState::new().hash_one(attempts) % 200;
+                    let jitter = super::random(200);
                     let backoff = Duration::from_millis(50 + jitter * u64::from(attempts));
                     progress(&format!(
                         "{file} met a concurrent session ({}); retrying (attempt {} of {})",

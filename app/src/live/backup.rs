@@ -168,14 +168,27 @@ fn percent_decode(text: &str) -> String {
 async fn run_pg_tool(tool: &Path, target: &Target, args: &[&str]) -> anyhow::Result<String> {
     let (url, password) = libpq_url(target);
     let mut command = tokio::process::Command::new(tool);
-    command
-        .args(args)
-        .arg(format!("--dbname={url}"))
-        .kill_on_drop(true);
+    command.arg(format!("--dbname={url}"));
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
+    run_tool(command, tool, args).await
+}
+
+/// Runs a PostgreSQL tool on a file only (`pg_restore --list`).
+async fn run_pg_tool_offline(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
+    run_tool(tokio::process::Command::new(tool), tool, args).await
+}
+
+/// Runs `command` with `args`; its stdout, or an error with its stderr.
+async fn run_tool(
+    mut command: tokio::process::Command,
+    tool: &Path,
+    args: &[&str],
+) -> anyhow::Result<String> {
     let output = command
+        .args(args)
+        .kill_on_drop(true)
         .output()
         .await
         .with_context(|| format!("run {}", tool.display()))?;
@@ -344,24 +357,6 @@ async fn backup_postgres(
     Ok((path, counts, verified_by))
 }
 
-async fn run_pg_tool_offline(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(tool)
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("run {}", tool.display()))?;
-    if !output.status.success() {
-        bail!(
-            "{} {} failed: {}",
-            tool.display(),
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The dump's table of contents without the entry that creates `schema` (the restore
 /// creates the schema itself), for `pg_restore --use-list`.
 async fn restore_list(
@@ -415,7 +410,11 @@ async fn verify_restore_postgres(
     schema: &str,
     counts: &Counts,
 ) -> anyhow::Result<String> {
-    let scratch = format!("tenantgate_verify_{}_{}", std::process::id(), rand_suffix());
+    let scratch = format!(
+        "tenantgate_verify_{}_{}",
+        std::process::id(),
+        super::random(u64::from(u32::MAX))
+    );
     conn.execute(&format!("CREATE DATABASE {}", quote(&scratch)))
         .await
         .context("create a scratch database for --verify-restore (the role needs CREATEDB)")?;
@@ -454,18 +453,6 @@ async fn verify_restore_postgres(
         ))
         .await;
     result
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.finish() as u32
 }
 
 /// Fails naming every table whose count differs.

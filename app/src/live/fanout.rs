@@ -301,22 +301,15 @@ pub async fn migrate_schemas(
                 let reference = &texts[&members[0]].1;
                 for (schema, (fingerprint, text)) in &texts {
                     if fingerprint != majority {
-                        let check = super::verify::drift(reference, text, source);
                         report.drift.push(SchemaDrift {
                             schema: schema.clone(),
                             fingerprint: fingerprint.clone(),
-                            difference: check
-                                .detail
-                                .lines()
-                                .filter(|l| {
-                                    l.starts_with("table ")
-                                        || l.starts_with("extra")
-                                        || l.starts_with("missing")
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                                .replace("extra", "has")
-                                .replace("missing", "lacks"),
+                            difference: super::verify::differences(
+                                reference,
+                                text,
+                                ("has", "lacks"),
+                            )
+                            .join("\n"),
                         });
                     }
                 }

@@ -173,16 +173,9 @@ pub async fn migrate(
     let started = Instant::now();
     let mut report = Report::new("app migrate", target);
     let files = Files::new(&options.backup_dir, &target.label());
-    let mut conn = match target.connect(!options.dry_run).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            refuse(
-                &mut report,
-                started,
-                Check::fail("connection", format!("{error:#}")),
-            );
-            return report;
-        }
+    let Some(mut conn) = connect_or_refuse(target, !options.dry_run, &mut report, started).await
+    else {
+        return report;
     };
     let lock = match RunnerLock::acquire(&mut conn, target, options.wait_for_lock, progress).await {
         Ok(lock) => lock,
@@ -240,6 +233,26 @@ pub async fn migrate(
     lock.release(&mut conn).await;
     conn.close().await;
     report
+}
+
+/// Connects, or records the refusal in `report`.
+async fn connect_or_refuse(
+    target: &Target,
+    create: bool,
+    report: &mut Report,
+    started: Instant,
+) -> Option<Conn> {
+    match target.connect(create).await {
+        Ok(conn) => Some(conn),
+        Err(error) => {
+            refuse(
+                report,
+                started,
+                Check::fail("connection", format!("{error:#}")),
+            );
+            None
+        }
+    }
 }
 
 fn refuse(report: &mut Report, started: Instant, check: Check) {
@@ -633,6 +646,16 @@ async fn locked(
     Ok(())
 }
 
+/// A number below `bound` that differs between calls (retry jitter, scratch names).
+fn random(bound: u64) -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    std::collections::hash_map::RandomState::new().hash_one(nanos) % bound
+}
+
 fn write_marker(path: &Path, marker: &Marker) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string(marker)?)
         .with_context(|| format!("write {}", path.display()))
@@ -722,16 +745,8 @@ async fn revert(
 pub async fn verify_database(source: &Source<'_>, config: &Config, target: &Target) -> Report {
     let started = Instant::now();
     let mut report = Report::new("app verify", target);
-    let mut conn = match target.connect(false).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            refuse(
-                &mut report,
-                started,
-                Check::fail("connection", format!("{error:#}")),
-            );
-            return report;
-        }
+    let Some(mut conn) = connect_or_refuse(target, false, &mut report, started).await else {
+        return report;
     };
     match verify::verify(&mut conn, source, config, None, true).await {
         Ok(verified) => {
