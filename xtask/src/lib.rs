@@ -1,6 +1,7 @@
 //! Tenantgate's migration harness, as a library: `main.rs` drives it from the command
 //! line, and the integration tests in `tests/` share its provisioning and rehearsal.
 
+pub mod bench;
 pub mod checks;
 pub mod config;
 pub mod db;

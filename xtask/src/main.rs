@@ -8,7 +8,8 @@
 //! - `schema` prints a database's schema as the snapshots hold it;
 //! - `release` cuts a verified build of `app` with its manifest;
 //! - `lint` reads new migrations for unsafe statements; `migrations lock|check` keeps the
-//!   lock files; `new-migration` starts a migration on both backends.
+//!   lock files; `new-migration` starts a migration on both backends;
+//! - `bench` measures the harness's speed side by side and writes the figures as JSON.
 
 mod ci;
 mod lint_command;
@@ -51,6 +52,8 @@ enum Command {
     Migrations(migrations_command::Migrations),
     /// Create the up/down pair of a new migration in both backend folders.
     NewMigration(new_migration::NewMigration),
+    /// Measure the harness's speed side by side; print a table, write target/tenantgate/bench.json.
+    Bench(xtask::bench::Bench),
 }
 
 /// Runs the release and prints its verdict.
@@ -103,6 +106,11 @@ fn main() -> ExitCode {
         Command::Lint(command) => command.run(),
         Command::Migrations(command) => command.run(),
         Command::NewMigration(command) => command.run(),
+        Command::Bench(command) => command.run().map(|results| {
+            println!();
+            print!("{}", results.render());
+            ExitCode::SUCCESS
+        }),
     };
     match result {
         Ok(code) => code,

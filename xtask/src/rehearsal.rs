@@ -47,6 +47,8 @@ pub struct BackendReport {
 pub struct Step {
     pub version: i64,
     pub file: String,
+    /// When the migration started: `cargo xtask bench` lines its lock samples up with it.
+    pub started: Instant,
     pub duration: Duration,
 }
 
@@ -203,6 +205,7 @@ async fn rehearse_on(
 
     let phase = Instant::now();
     let mut seed_time = Duration::ZERO;
+    let mut generate_time = Duration::ZERO;
     let mut created_by: BTreeMap<String, String> = BTreeMap::new();
     let mut known_tables = table_names(conn).await?;
     let mut seeded: Option<BTreeMap<String, i64>> = None;
@@ -220,12 +223,14 @@ async fn rehearse_on(
         } else {
             None
         };
+        let started = Instant::now();
         let duration = apply(conn, &table_name, migration)
             .await
             .map_err(|error| apply_failure(&file, migration, error))?;
         report.steps.push(Step {
             version: migration.version,
             file: file.clone(),
+            started,
             duration,
         });
         if let Some(before) = before {
@@ -272,16 +277,17 @@ async fn rehearse_on(
                 let tables =
                     crate::volume::generate(conn, config, &schema, options.rows, options.rows_seed)
                         .await?;
+                generate_time = generating.elapsed();
                 report.notes.push(format!(
                     "volume: {} generated rows in each of {} tables (seed {}) in {:.2} s",
                     options.rows,
                     tables.len(),
                     options.rows_seed,
-                    generating.elapsed().as_secs_f64()
+                    generate_time.as_secs_f64()
                 ));
             }
             seeded = Some(row_counts(conn, &table_name).await?);
-            seed_time = started.elapsed();
+            seed_time = started.elapsed().saturating_sub(generate_time);
         }
     }
     report.phases.push((
@@ -289,8 +295,12 @@ async fn rehearse_on(
         phase
             .elapsed()
             .saturating_sub(seed_time)
+            .saturating_sub(generate_time)
             .saturating_sub(reversibility.time),
     ));
+    if options.rows > 0 {
+        report.phases.push(("generate", generate_time));
+    }
     if options.reversibility {
         report.phases.push(("reversibility", reversibility.time));
         report.notes.extend(reversibility.notes.clone());

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+pub(crate) use janitor::temp_dir;
 pub use janitor::{Janitor, Resource};
 pub use local_cluster::{LocalCluster, find_bindir};
+pub(crate) use server::with_database;
 
 /// Which PostgreSQL provider to use (`--pg-provider`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

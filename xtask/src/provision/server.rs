@@ -95,7 +95,7 @@ async fn sweep_leftover_databases(admin: &mut PgConnection) {
 }
 
 /// The URL with its database path replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
