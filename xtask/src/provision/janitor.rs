@@ -159,8 +159,23 @@ pub(crate) fn temp_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
     use anyhow::Context;
     tempfile::Builder::new()
         .prefix(&format!("{TEMP_PREFIX}{kind}-{}-", std::process::id()))
-        .tempdir()
+        .tempdir_in(temp_root())
         .context("create a temporary folder")
+}
+
+/// Where throwaway databases live: in memory (`/dev/shm`) when the machine has it and
+/// TMPDIR does not say otherwise, because a database that is thrown away needs no disk,
+/// and a disk's latency is what cloning and migrating a small database mostly wait for.
+pub(crate) fn temp_root() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let writable = |dir: &std::path::Path| {
+        std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) && tempfile::tempfile_in(dir).is_ok()
+    };
+    if std::env::var_os("TMPDIR").is_none() && writable(shm) {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 /// The pid in a folder name made by [`temp_dir`], if it is one of ours.
@@ -172,13 +187,21 @@ pub(crate) fn owner_pid(file_name: &str, kind: &str) -> Option<i32> {
     rest.split('-').next()?.parse().ok()
 }
 
+/// What the folders that hold (or held, in earlier runs) temporary folders contain.
+pub(crate) fn temp_entries() -> Vec<std::fs::DirEntry> {
+    let mut roots = vec![temp_root(), std::env::temp_dir()];
+    roots.dedup();
+    roots
+        .into_iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .collect()
+}
+
 /// Removes temporary SQLite folders whose run is gone (clusters are swept with their
 /// postmaster in `local_cluster`).
 pub(crate) fn sweep_leftover_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    for entry in temp_entries() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(pid) = owner_pid(&name, "sqlite")
             && !super::process_alive(pid)

@@ -228,10 +228,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Stops postmasters and removes folders of clusters whose run is gone.
 pub(crate) fn sweep_leftover_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    for entry in super::janitor::temp_entries() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = owner_pid(&name, "pg") else {
             continue;
