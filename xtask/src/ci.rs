@@ -18,6 +18,7 @@ impl Ci {
         let harness = std::env::current_exe().context("locate the xtask binary")?;
         step("format", || {
             cmd!(sh, "cargo fmt --all --check")
+                .env_remove(xtask::INSTA_ROOT_VARIABLE)
                 .run()
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")
         })?;
@@ -26,6 +27,7 @@ impl Ci {
                 sh,
                 "cargo clippy --workspace --all-targets --quiet -- -D warnings"
             )
+            .env_remove(xtask::INSTA_ROOT_VARIABLE)
             .run()
             .context("cargo clippy found warnings")
         })?;

@@ -31,6 +31,21 @@ pub fn project_root() -> PathBuf {
 
 pub use app::display_path;
 
+/// The variable `main` sets for insta. insta also reads it at compile time, so a cargo
+/// run by the harness with it set would rebuild insta and everything above it: children
+/// that run cargo get the environment without it ([`cargo`], [`shell`]).
+pub const INSTA_ROOT_VARIABLE: &str = "INSTA_WORKSPACE_ROOT";
+
+/// `cargo`, in the project root, with the developer's environment (see
+/// [`INSTA_ROOT_VARIABLE`]), so that it reuses the developer's build.
+pub fn cargo() -> std::process::Command {
+    let mut command = std::process::Command::new("cargo");
+    command
+        .env_remove(INSTA_ROOT_VARIABLE)
+        .current_dir(project_root());
+    command
+}
+
 /// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their
 /// work against it and clean up before exiting with 130.
 pub async fn interrupted() {

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     // insta looks for the workspace root with `cargo metadata`; tell it instead, so that a
     // harness run without cargo on PATH still writes snapshots beside the migrations.
     // SAFETY: no other thread exists yet.
-    unsafe { std::env::set_var("INSTA_WORKSPACE_ROOT", xtask::project_root()) };
+    unsafe { std::env::set_var(xtask::INSTA_ROOT_VARIABLE, xtask::project_root()) };
     let result = match cli.command {
         Command::MigrateTest(command) => command.run(),
         Command::PgImage(command) => command.run().map(|()| ExitCode::SUCCESS),

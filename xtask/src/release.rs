@@ -143,6 +143,7 @@ impl Release {
         });
         run.gate("format", || {
             cmd!(sh, "cargo fmt --all --check")
+                .env_remove(crate::INSTA_ROOT_VARIABLE)
                 .quiet()
                 .run()
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")?;
@@ -153,6 +154,7 @@ impl Release {
                 sh,
                 "cargo clippy --workspace --all-targets --quiet -- -D warnings"
             )
+            .env_remove(crate::INSTA_ROOT_VARIABLE)
             .run()
             .context("cargo clippy found warnings; fix them (nothing is allowed at release)")?;
             Ok("cargo clippy -D warnings".to_string())
@@ -220,6 +222,7 @@ impl Release {
         let binary = target.join("release/app");
         run.gate("build", || {
             cmd!(sh, "cargo build --release --locked --quiet -p app")
+                .env_remove(crate::INSTA_ROOT_VARIABLE)
                 .run()
                 .context("cargo build --release -p app failed")?;
             Ok(format!(

@@ -2,7 +2,7 @@
 //! `cargo xtask ci` and `cargo xtask release` both run it and report the totals.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
@@ -14,9 +14,8 @@ pub struct Totals {
 
 /// `cargo test --workspace`, echoing its output and adding up its `test result:` lines.
 pub fn workspace_tests(totals: &mut Totals) -> anyhow::Result<()> {
-    let mut child = Command::new("cargo")
+    let mut child = crate::cargo()
         .args(["test", "--workspace"])
-        .current_dir(crate::project_root())
         .stdout(Stdio::piped())
         .spawn()
         .context("run cargo test")?;

@@ -306,7 +306,7 @@ fn sqlx_cli(context: &Context<'_>) -> anyhow::Result<PathBuf> {
         "sqlx-cli is not installed: installing it into {} (about 2 minutes, once)",
         crate::display_path(&root)
     ));
-    let status = std::process::Command::new("cargo")
+    let status = crate::cargo()
         .args([
             "install",
             "--quiet",

@@ -78,9 +78,8 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
 /// One `cargo xtask migrate-test`, as a developer types it.
 async fn migrate_test(context: &Context<'_>) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let output = tokio::process::Command::new("cargo")
+    let output = tokio::process::Command::from(crate::cargo())
         .args(["xtask", "migrate-test"])
-        .current_dir(crate::project_root())
         .env("TENANTGATE_PG_IMAGE", &context.image)
         .output()
         .await

@@ -237,9 +237,8 @@ impl Bench {
         if self.wants(Section::Apply) || self.wants(Section::EndToEnd) {
             // Warm builds: the sections time `app` and `cargo xtask migrate-test`, not cargo.
             eprintln!("bench: building app and xtask (warm runs are what is measured)");
-            let status = std::process::Command::new("cargo")
+            let status = crate::cargo()
                 .args(["build", "--quiet", "--package", "app", "--package", "xtask"])
-                .current_dir(crate::project_root())
                 .status()
                 .context("run cargo build")?;
             anyhow::ensure!(status.success(), "cargo build failed; fix the build first");
