@@ -114,12 +114,25 @@ pub async fn rehearse(
         notes: Vec::new(),
         lint_findings: Vec::new(),
     };
-    let file_checks = crate::static_checks::run(config, backend);
-    report.checks.extend(file_checks.outcomes);
-    report.notes.extend(file_checks.notes);
-    report.lint_findings = file_checks.findings;
+    // The file checks (integrity, parity, lint) need no database: they run on a blocking
+    // thread while the database is provisioned and the migrations rehearsed.
+    let owned_config = config.clone();
+    let file_checks =
+        tokio::task::spawn_blocking(move || crate::static_checks::run(&owned_config, backend));
     if let Err(failure) = run(&mut report, config, pg, janitor, options).await {
         report.fatal = Some(failure);
+    }
+    match file_checks.await {
+        Ok(file_checks) => {
+            report.checks.splice(0..0, file_checks.outcomes);
+            report.notes.splice(0..0, file_checks.notes);
+            report.lint_findings = file_checks.findings;
+        }
+        Err(error) => {
+            report.fatal.get_or_insert_with(|| {
+                Failure::new(format!("the file checks (integrity, parity, lint) stopped: {error}"))
+            });
+        }
     }
     report
 }
