@@ -74,6 +74,11 @@ impl Conn {
     }
 }
 
+/// A SQL string literal: `it's` → `'it''s'`.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// A double-quoted SQL identifier.
 pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))

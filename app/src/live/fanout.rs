@@ -4,7 +4,7 @@
 //! is fingerprinted, and schemas that differ from the rest are named with the difference.
 //! A re-run skips what is already at the target, so it resumes where a stopped run ended.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -201,11 +201,52 @@ pub async fn migrate_schemas(
             return report;
         }
     };
+    // Schemas already at the target need no lock, backup or verify of their own: one
+    // pass over every migrations table finds them, and only the rest are run.
+    let current = match up_to_date_schemas(source, base, options, &schemas).await {
+        Ok(current) => current,
+        Err(error) => {
+            report.error = Some(format!("read the tenant schemas' migrations: {error:#}"));
+            return report;
+        }
+    };
+    let mut results_so_far: Vec<(SchemaOutcome, Option<String>)> = Vec::new();
+    let last = source.ups().map(|m| m.version).max();
+    for schema in schemas.iter().filter(|s| current.contains(*s)) {
+        results_so_far.push((
+            SchemaOutcome {
+                schema: schema.clone(),
+                outcome: outcome_word(Outcome::UpToDate).to_string(),
+                ok: true,
+                seconds: 0.0,
+                from_version: last,
+                to_version: last,
+                error: None,
+                report: None,
+            },
+            None,
+        ));
+    }
+    if !current.is_empty() {
+        let mut progress = progress.lock().expect("progress");
+        progress(&format!(
+            "{} of {} schemas are already at {}: nothing to do for them",
+            current.len(),
+            schemas.len(),
+            version_text(last)
+        ));
+    }
+    let all_schemas = schemas;
+    let schemas: Vec<String> = all_schemas
+        .iter()
+        .filter(|s| !current.contains(*s))
+        .cloned()
+        .collect();
     let total = schemas.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(SchemaOutcome, Option<String>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(SchemaOutcome, Option<String>)>> = Mutex::new(results_so_far);
     let schema_options = Options {
         report: None,
         report_unchanged: false,
@@ -265,8 +306,8 @@ pub async fn migrate_schemas(
     futures_util::future::join_all(workers).await;
 
     let mut results = results.into_inner().expect("results");
-    let started_names: Vec<String> = results.iter().map(|(s, _)| s.schema.clone()).collect();
-    for schema in schemas.iter().filter(|s| !started_names.contains(s)) {
+    let started_names: BTreeSet<String> = results.iter().map(|(s, _)| s.schema.clone()).collect();
+    for schema in all_schemas.iter().filter(|s| !started_names.contains(*s)) {
         results.push((
             SchemaOutcome {
                 schema: schema.clone(),
@@ -350,34 +391,118 @@ async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String
     Ok(schemas)
 }
 
-/// sha256 of every schema's text (read again for schemas whose run did not end verified).
+/// sha256 of every schema's text. Schemas whose run did not end verified are read again,
+/// in batches that each take one pass over the catalogs.
 async fn fingerprints(
     source: &Source<'_>,
     base: &Target,
     results: &mut [(SchemaOutcome, Option<String>)],
 ) -> anyhow::Result<BTreeMap<String, (String, String)>> {
-    let mut conn: Option<Conn> = None;
+    let unread: Vec<String> = results
+        .iter()
+        .filter(|(_, text)| text.is_none())
+        .map(|(outcome, _)| outcome.schema.clone())
+        .collect();
+    let mut read: BTreeMap<String, String> = BTreeMap::new();
+    if !unread.is_empty() {
+        let mut conn = base.connect(false).await?;
+        let Conn::Postgres(pg) = &mut conn else {
+            anyhow::bail!("--tenant-schemas needs PostgreSQL");
+        };
+        for batch in unread.chunks(READ_BATCH) {
+            let schemas =
+                crate::schema::Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name)
+                    .await?;
+            for name in batch {
+                let text = schemas.get(name).map(|s| s.render()).unwrap_or_default();
+                read.insert(name.clone(), text);
+            }
+        }
+        conn.close().await;
+    }
     let mut texts = BTreeMap::new();
     for (outcome, text) in results.iter_mut() {
         let text = match text.take() {
             Some(text) => text,
-            None => {
-                if conn.is_none() {
-                    conn = Some(base.connect(false).await?);
-                }
-                let c = conn.as_mut().expect("connected above");
-                c.execute(&format!("SET search_path TO {}", quote(&outcome.schema)))
-                    .await?;
-                super::verify::read_schema(c, source).await?.render()
-            }
+            None => read.remove(&outcome.schema).unwrap_or_default(),
         };
         let fingerprint = crate::manifest::sha256_hex(text.as_bytes());
         texts.insert(outcome.schema.clone(), (fingerprint, text));
     }
-    if let Some(conn) = conn {
-        conn.close().await;
-    }
     Ok(texts)
+}
+
+/// How many schemas one catalog pass reads (bounds the size of one answer).
+const READ_BATCH: usize = 250;
+
+/// The schemas whose migrations table holds exactly the source's migrations up to the
+/// target, all successful with the same checksums, and that no unfinished run marks.
+/// Anything else (pending, dirty, edited, newer, no table) goes through the full sequence,
+/// which says what is wrong.
+async fn up_to_date_schemas(
+    source: &Source<'_>,
+    base: &Target,
+    options: &Options,
+    schemas: &[String],
+) -> anyhow::Result<BTreeSet<String>> {
+    let wanted: Vec<(i64, Vec<u8>)> = source
+        .ups()
+        .filter(|m| options.target.is_none_or(|target| m.version <= target))
+        .map(|m| (m.version, m.checksum.to_vec()))
+        .collect();
+    if options.dry_run || wanted.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let table = source.migrator.table_name.to_string();
+    let mut conn = base.connect(false).await?;
+    let Conn::Postgres(pg) = &mut conn else {
+        anyhow::bail!("--tenant-schemas needs PostgreSQL");
+    };
+    let with_table: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname = $1 AND c.relkind = 'r' AND n.nspname = ANY($2)",
+    )
+    .bind(&table)
+    .bind(schemas)
+    .fetch_all(&mut *pg)
+    .await?;
+    let mut applied: BTreeMap<String, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut dirty: BTreeSet<String> = BTreeSet::new();
+    for batch in with_table.chunks(READ_BATCH) {
+        let sql: Vec<String> = batch
+            .iter()
+            .map(|schema| {
+                format!(
+                    "SELECT {}::text, version, checksum, success FROM {}.{}",
+                    crate::db::literal(schema),
+                    quote(schema),
+                    quote(&table)
+                )
+            })
+            .collect();
+        let rows: Vec<(String, i64, Vec<u8>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(
+            sql.join(" UNION ALL ") + " ORDER BY 1, 2",
+        ))
+        .fetch_all(&mut *pg)
+        .await?;
+        for (schema, version, checksum, success) in rows {
+            if !success {
+                dirty.insert(schema.clone());
+            }
+            applied.entry(schema).or_default().push((version, checksum));
+        }
+    }
+    conn.close().await;
+    Ok(applied
+        .into_iter()
+        .filter(|(schema, rows)| {
+            *rows == wanted
+                && !dirty.contains(schema)
+                && !super::marker_path(&options.backup_dir, &base.in_schema(schema).label())
+                    .exists()
+        })
+        .map(|(schema, _)| schema)
+        .collect())
 }
 
 /// Where the fan-out's summary goes by default.

@@ -120,6 +120,16 @@ impl Schema {
         }
     }
 
+    /// Reads many PostgreSQL schemas in one pass over the catalogs (schema-per-tenant
+    /// deployments); each as [`Schema::read`] would read it with that schema current.
+    pub async fn read_postgres_schemas(
+        conn: &mut sqlx::PgConnection,
+        schemas: &[String],
+        migrations_table: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, Schema>> {
+        postgres::read_many(conn, schemas, migrations_table).await
+    }
+
     /// The text the snapshots hold.
     pub fn render(&self) -> String {
         let mut out = String::new();
