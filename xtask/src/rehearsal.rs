@@ -130,7 +130,9 @@ pub async fn rehearse(
         }
         Err(error) => {
             report.fatal.get_or_insert_with(|| {
-                Failure::new(format!("the file checks (integrity, parity, lint) stopped: {error}"))
+                Failure::new(format!(
+                    "the file checks (integrity, parity, lint) stopped: {error}"
+                ))
             });
         }
     }

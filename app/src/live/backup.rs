@@ -357,15 +357,24 @@ async fn backup_postgres(
     Ok((path, counts, verified_by))
 }
 
-/// The dump's table of contents without the entry that creates `schema` (the restore
-/// creates the schema itself), for `pg_restore --use-list`.
+/// The dump's table of contents for `schema`, without the entry that creates it (the
+/// restore creates the schema itself), for `pg_restore --use-list`.
 async fn restore_list(
     pg_restore: &Path,
     dump: &Path,
     schema: &str,
     dir: &Path,
 ) -> anyhow::Result<tempfile::NamedTempFile> {
-    let list = run_pg_tool_offline(pg_restore, &["--list", &dump.display().to_string()]).await?;
+    // `--schema` restricts the list to the schema's entries: a fan-out's dump holds many.
+    let list = run_pg_tool_offline(
+        pg_restore,
+        &[
+            "--list",
+            &format!("--schema={}", schema_pattern(schema)),
+            &dump.display().to_string(),
+        ],
+    )
+    .await?;
     let kept: Vec<&str> = list
         .lines()
         .filter(|line| {
@@ -453,6 +462,127 @@ async fn verify_restore_postgres(
         ))
         .await;
     result
+}
+
+/// One dump of many tenant schemas, taken by the fan-out before it starts: each schema's
+/// run restores its own part of it on failure.
+#[derive(Clone, Debug)]
+pub struct SharedBackup {
+    pub info: BackupInfo,
+    /// Every schema's row counts in the dump's snapshot.
+    pub counts: BTreeMap<String, Counts>,
+}
+
+/// `pg_dump` of every schema of `schemas` in one snapshot, with their row counts in it.
+pub async fn backup_schemas(
+    base: &Target,
+    schemas: &[String],
+    files: &Files,
+    pg_bin: Option<&Path>,
+) -> anyhow::Result<SharedBackup> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&files.dir).with_context(|| {
+        format!(
+            "create the backup folder {} (choose another with --backup-dir)",
+            files.dir.display()
+        )
+    })?;
+    let mut snapshot = PgConnection::connect_with(&base.pg_options()?)
+        .await
+        .context("open a session for the backup snapshot")?;
+    let major = server_major(&mut snapshot).await?;
+    let pg_dump = pg_tool("pg_dump", pg_bin, major)?;
+    let pg_restore = pg_tool("pg_restore", pg_bin, major)?;
+    let path = files.backup("schemas.dump");
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut snapshot)
+        .await?;
+    let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut snapshot)
+        .await?;
+    let counts = schema_row_counts(&mut snapshot, schemas).await;
+    let mut args = vec![
+        "--format=custom".to_string(),
+        "--no-password".to_string(),
+        format!("--snapshot={id}"),
+        format!("--file={}", path.display()),
+    ];
+    args.extend(
+        schemas
+            .iter()
+            .map(|s| format!("--schema={}", schema_pattern(s))),
+    );
+    let arguments: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dumped = match counts {
+        Ok(_) => run_pg_tool(&pg_dump, base, &arguments).await.map(|_| ()),
+        Err(_) => Ok(()),
+    };
+    let _ = sqlx::raw_sql("COMMIT").execute(&mut snapshot).await;
+    let _ = snapshot.close().await;
+    let counts = counts.context("count the rows of the tenant schemas")?;
+    dumped.with_context(|| format!("back up {} schemas with pg_dump", schemas.len()))?;
+    let list = run_pg_tool_offline(&pg_restore, &["--list", &path.display().to_string()]).await?;
+    let entries = list
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count();
+    let (sha256, bytes) = sha256_file(&path)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut sum_path = path.clone().into_os_string();
+    sum_path.push(".sha256");
+    std::fs::write(&sum_path, format!("{sha256}  {file_name}\n"))
+        .with_context(|| format!("write {}", PathBuf::from(&sum_path).display()))?;
+    Ok(SharedBackup {
+        info: BackupInfo {
+            path: path.display().to_string(),
+            sha256,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            verified_by: vec![format!(
+                "pg_restore --list: {entries} entries for {} schemas",
+                schemas.len()
+            )],
+        },
+        counts,
+    })
+}
+
+/// The row counts of every table of every schema, a few hundred tables per query.
+async fn schema_row_counts(
+    conn: &mut PgConnection,
+    schemas: &[String],
+) -> anyhow::Result<BTreeMap<String, Counts>> {
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') ORDER BY 1, 2",
+    )
+    .bind(schemas)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counts: BTreeMap<String, Counts> =
+        schemas.iter().map(|s| (s.clone(), Counts::new())).collect();
+    for batch in tables.chunks(500) {
+        let sql: Vec<String> = batch
+            .iter()
+            .map(|(schema, table)| {
+                format!(
+                    "SELECT {}::text, {}::text, count(*) FROM {}.{}",
+                    crate::db::literal(schema),
+                    crate::db::literal(table),
+                    quote(schema),
+                    quote(table)
+                )
+            })
+            .collect();
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.join(" UNION ALL ")))
+                .fetch_all(&mut *conn)
+                .await?;
+        for (schema, table, count) in rows {
+            counts.entry(schema).or_default().insert(table, count);
+        }
+    }
+    Ok(counts)
 }
 
 /// Fails naming every table whose count differs.

@@ -66,6 +66,9 @@ pub struct FanoutReport {
     pub majority_fingerprint: Option<String>,
     pub majority_count: usize,
     pub drift: Vec<SchemaDrift>,
+    /// The one dump of every schema the run migrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::report::BackupInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -104,6 +107,12 @@ impl FanoutReport {
                 schema.schema,
                 schema.outcome,
                 schema.error.as_deref().unwrap_or("see its report")
+            ));
+        }
+        if let Some(backup) = &self.backup {
+            out.push_str(&format!(
+                "backup: {} ({} bytes, {:.1} s), one dump of every schema migrated\n",
+                backup.path, backup.bytes, backup.seconds
             ));
         }
         if let Some(fingerprint) = &self.majority_fingerprint {
@@ -184,6 +193,7 @@ pub async fn migrate_schemas(
         majority_fingerprint: None,
         majority_count: 0,
         drift: Vec::new(),
+        backup: None,
         error: None,
     };
     let schemas = match list_schemas(base, &fanout.pattern).await {
@@ -243,6 +253,38 @@ pub async fn migrate_schemas(
         .cloned()
         .collect();
     let total = schemas.len();
+    // One backup for the whole run: pg_dump reads the catalog of every schema whatever it
+    // dumps, so a dump per schema costs the catalog a thousand times over.
+    let mut options = options.clone();
+    if options.backup && !options.dry_run && !schemas.is_empty() {
+        {
+            let mut progress = progress.lock().expect("progress");
+            progress(&format!(
+                "backing up the {total} schemas to migrate (one dump)"
+            ));
+        }
+        let files = super::backup::Files::new(&options.backup_dir, &base.label());
+        match super::backup::backup_schemas(base, &schemas, &files, options.pg_bin.as_deref()).await
+        {
+            Ok(shared) => {
+                let mut progress = progress.lock().expect("progress");
+                progress(&format!(
+                    "backup: {} ({} bytes) in {:.1} s",
+                    shared.info.path, shared.info.bytes, shared.info.seconds
+                ));
+                report.backup = Some(shared.info.clone());
+                options.shared_backup = Some(Arc::new(shared));
+            }
+            Err(error) => {
+                report.error = Some(format!(
+                    "backup failed, nothing was migrated: {error:#}\nfix: free space or choose another --backup-dir, or pass --no-backup"
+                ));
+                report.seconds = started.elapsed().as_secs_f64();
+                return report;
+            }
+        }
+    }
+    let options = &options;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -410,9 +452,12 @@ async fn fingerprints(
             anyhow::bail!("--tenant-schemas needs PostgreSQL");
         };
         for batch in unread.chunks(READ_BATCH) {
-            let schemas =
-                crate::schema::Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name)
-                    .await?;
+            let schemas = crate::schema::Schema::read_postgres_schemas(
+                pg,
+                batch,
+                &source.migrator.table_name,
+            )
+            .await?;
             for name in batch {
                 let text = schemas.get(name).map(|s| s.render()).unwrap_or_default();
                 read.insert(name.clone(), text);

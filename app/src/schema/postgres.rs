@@ -83,7 +83,15 @@ type ColumnRow = (
     Option<String>,
 );
 /// schema, table, index, unique, key columns, backs a constraint, predicate
-type IndexRow = (String, String, String, bool, Vec<String>, bool, Option<String>);
+type IndexRow = (
+    String,
+    String,
+    String,
+    bool,
+    Vec<String>,
+    bool,
+    Option<String>,
+);
 /// schema, table, policy, permissive, roles, command, using, with check
 type PolicyRow = (
     String,
@@ -260,7 +268,10 @@ fn table_of<'a>(
 /// the names of a schema that is not on the search path.
 fn unqualified(expression: &str, schema: &str) -> String {
     let mut out = expression.to_string();
-    for prefix in [format!("\"{}\".", schema.replace('"', "\"\"")), format!("{schema}.")] {
+    for prefix in [
+        format!("\"{}\".", schema.replace('"', "\"\"")),
+        format!("{schema}."),
+    ] {
         let mut result = String::with_capacity(out.len());
         let mut rest = out.as_str();
         while let Some(at) = rest.find(&prefix) {

@@ -1064,13 +1064,16 @@ impl AppRole<'_> {
 
     /// Runs a statement.
     async fn execute(&mut self, tenant: Option<&str>, sql: &str) -> Outcome {
-        let result = self.in_rolled_back_batch(tenant, sql).await.map(|(results, _)| {
-            // BEGIN, SET, [set_config], the statement, ROLLBACK.
-            results
-                .len()
-                .checked_sub(2)
-                .map_or(0, |statement| results[statement])
-        });
+        let result = self
+            .in_rolled_back_batch(tenant, sql)
+            .await
+            .map(|(results, _)| {
+                // BEGIN, SET, [set_config], the statement, ROLLBACK.
+                results
+                    .len()
+                    .checked_sub(2)
+                    .map_or(0, |statement| results[statement])
+            });
         outcome(result)
     }
 }

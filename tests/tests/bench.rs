@@ -1,0 +1,98 @@
+//! `cargo xtask bench`, small: every number it reports comes from a real database, and the
+//! JSON holds what the table shows.
+
+use xtask::bench::{Bench, Section};
+
+/// A bench of `only`, writing its JSON into `dir`.
+fn small(only: Vec<Section>, dir: &tempfile::TempDir) -> Bench {
+    Bench {
+        runs: 2,
+        only,
+        rows: vec![500],
+        schemas: vec![3],
+        jobs: Some(2),
+        pg_image: None,
+        json: Some(dir.path().join("bench.json")),
+    }
+}
+
+#[test]
+fn template_volume_and_tenant_sections_measure_real_databases_and_write_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = small(
+        vec![Section::Template, Section::Volume, Section::Tenants],
+        &dir,
+    );
+    let results = bench.run().unwrap();
+
+    // A clone and a re-migration per backend, each timed twice per run.
+    for name in [
+        "postgres: CREATE DATABASE … TEMPLATE migrated",
+        "sqlite: copy the migrated file",
+    ] {
+        let m = results
+            .measurement(Section::Template, name)
+            .unwrap_or_else(|| panic!("no `{name}` in {:#?}", results.measurements));
+        assert_eq!(m.stats.runs, 4);
+        assert!(m.stats.median_ms > 0.0 && m.stats.min_ms <= m.stats.max_ms);
+        assert!(m.comparison.as_deref().unwrap().ends_with("× faster"));
+    }
+
+    // The rehearsal at volume passed on both backends, with a time per tenancy migration
+    // and, on PostgreSQL, the strongest lock 0005 held while it rewrote the tables.
+    assert_eq!(results.volume.len(), 2);
+    for run in &results.volume {
+        assert!(run.passed, "{run:#?}");
+        assert_eq!(run.migrations.len(), 4, "0004–0007: {run:#?}");
+    }
+    let postgres = &results.volume[0];
+    let tenant_id = postgres
+        .migrations
+        .iter()
+        .find(|m| m.file.contains("0005_add_tenant_id"))
+        .unwrap();
+    assert_eq!(
+        tenant_id.strongest_lock.as_deref(),
+        Some("AccessExclusiveLock")
+    );
+    assert!(tenant_id.lock_held_seconds.unwrap() > 0.0);
+
+    // Three tenant schemas, nothing pending and one trivial migration, 1 and 2 jobs.
+    assert_eq!(results.tenants.len(), 4, "{:#?}", results.tenants);
+    assert!(
+        results.tenants.iter().all(|r| r.ok && r.schemas == 3),
+        "{:#?}",
+        results.tenants
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bench.json_path()).unwrap()).unwrap();
+    assert_eq!(
+        json["measurements"].as_array().unwrap().len(),
+        results.measurements.len()
+    );
+    assert_eq!(json["tenants"].as_array().unwrap().len(), 4);
+    assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
+    let table = results.render();
+    assert!(
+        table.contains("a fresh migrated database per test"),
+        "{table}"
+    );
+    assert!(table.contains("bench: "), "{table}");
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bench = small(vec![Section::Template], &dir);
+    bench.runs = 0;
+    let error = bench.run().unwrap_err().to_string();
+    assert!(error.contains("--runs must be at least 1"), "{error}");
+    let mut bench = small(vec![Section::Volume], &dir);
+    bench.rows = vec![0];
+    let error = bench.run().unwrap_err().to_string();
+    assert!(
+        error.contains("--rows takes positive row counts"),
+        "{error}"
+    );
+}
