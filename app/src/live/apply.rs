@@ -180,7 +180,7 @@ WHERE l.pid = pg_backend_pid() AND l.granted AND l.locktype = 'relation'
   AND c.relkind IN ('r', 'p', 'm', 'v')";
 
 /// PostgreSQL lock modes, weakest first.
-const LOCK_MODES: [&str; 8] = [
+pub const LOCK_MODES: [&str; 8] = [
     "AccessShareLock",
     "RowShareLock",
     "RowExclusiveLock",

@@ -232,6 +232,25 @@ pub async fn current_schema(conn: &mut PgConnection) -> anyhow::Result<String> {
         .context("the connection has no current schema: set search_path, or pass a schema")
 }
 
+/// Writes `<file>.sha256` beside a backup, in sha256sum's format; returns the digest and
+/// the file's size.
+fn write_checksum(path: &Path) -> anyhow::Result<(String, u64)> {
+    let (sha256, bytes) = sha256_file(path)?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut sum_path = path.to_path_buf().into_os_string();
+    sum_path.push(".sha256");
+    std::fs::write(&sum_path, format!("{sha256}  {file_name}\n"))
+        .with_context(|| format!("write {}", PathBuf::from(&sum_path).display()))?;
+    Ok((sha256, bytes))
+}
+
+/// How many entries a `pg_restore --list` table of contents holds.
+fn toc_entries(list: &str) -> usize {
+    list.lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count()
+}
+
 pub fn sha256_file(path: &Path) -> anyhow::Result<(String, u64)> {
     let mut file = std::fs::File::open(path).with_context(|| format!("read {}", path.display()))?;
     let mut hasher = Sha256::new();
@@ -272,12 +291,7 @@ pub async fn backup(
         Conn::Postgres(_) => backup_postgres(conn, request).await?,
         Conn::Sqlite(_) => backup_sqlite(conn, request).await?,
     };
-    let (sha256, bytes) = sha256_file(&path)?;
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut sum_path = path.clone().into_os_string();
-    sum_path.push(".sha256");
-    std::fs::write(&sum_path, format!("{sha256}  {file_name}\n"))
-        .with_context(|| format!("write {}", PathBuf::from(&sum_path).display()))?;
+    let (sha256, bytes) = write_checksum(&path)?;
     Ok((
         BackupInfo {
             path: path.display().to_string(),
@@ -344,10 +358,7 @@ async fn backup_postgres(
     dumped.with_context(|| format!("back up schema {schema} with pg_dump"))?;
 
     let list = run_pg_tool_offline(&pg_restore, &["--list", &path.display().to_string()]).await?;
-    let entries = list
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count();
+    let entries = toc_entries(&list);
     let mut verified_by = vec![format!("pg_restore --list: {entries} entries")];
     if request.verify_restore {
         verified_by.push(
@@ -522,16 +533,8 @@ pub async fn backup_schemas(
     let counts = counts.context("count the rows of the tenant schemas")?;
     dumped.with_context(|| format!("back up {} schemas with pg_dump", schemas.len()))?;
     let list = run_pg_tool_offline(&pg_restore, &["--list", &path.display().to_string()]).await?;
-    let entries = list
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count();
-    let (sha256, bytes) = sha256_file(&path)?;
-    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut sum_path = path.clone().into_os_string();
-    sum_path.push(".sha256");
-    std::fs::write(&sum_path, format!("{sha256}  {file_name}\n"))
-        .with_context(|| format!("write {}", PathBuf::from(&sum_path).display()))?;
+    let entries = toc_entries(&list);
+    let (sha256, bytes) = write_checksum(&path)?;
     Ok(SharedBackup {
         info: BackupInfo {
             path: path.display().to_string(),
@@ -545,6 +548,30 @@ pub async fn backup_schemas(
         },
         counts,
     })
+}
+
+/// `schemas` split into as few dumps as the server's shared lock table allows: a dump
+/// (and the row counts in its snapshot) locks every relation it holds until it ends, and
+/// the table has `max_locks_per_transaction × (max_connections + max_prepared_transactions)`
+/// slots for every session together. A quarter of them is left to one dump.
+pub async fn dump_batches(base: &Target, schemas: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut conn = PgConnection::connect_with(&base.pg_options()?)
+        .await
+        .context("connect to size the backup")?;
+    let (slots, relations): (i64, i64) = sqlx::query_as(
+        "SELECT current_setting('max_locks_per_transaction')::bigint * \
+                (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
+                (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'S', 'v', 'm'))",
+    )
+    .bind(schemas)
+    .fetch_one(&mut conn)
+    .await
+    .context("read the server's lock table size")?;
+    let _ = conn.close().await;
+    let per_schema = (relations / schemas.len().max(1) as i64).max(1);
+    let per_dump = ((slots / 4) / per_schema).max(1) as usize;
+    Ok(schemas.chunks(per_dump).map(<[String]>::to_vec).collect())
 }
 
 /// The row counts of every table of every schema, a few hundred tables per query.

@@ -66,9 +66,9 @@ pub struct FanoutReport {
     pub majority_fingerprint: Option<String>,
     pub majority_count: usize,
     pub drift: Vec<SchemaDrift>,
-    /// The one dump of every schema the run migrated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<super::report::BackupInfo>,
+    /// The dumps of the schemas the run migrated (as few as the server's lock table allows).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<super::report::BackupInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -109,10 +109,13 @@ impl FanoutReport {
                 schema.error.as_deref().unwrap_or("see its report")
             ));
         }
-        if let Some(backup) = &self.backup {
+        for backup in &self.backups {
             out.push_str(&format!(
-                "backup: {} ({} bytes, {:.1} s), one dump of every schema migrated\n",
-                backup.path, backup.bytes, backup.seconds
+                "backup: {} ({} bytes, {:.1} s; {})\n",
+                backup.path,
+                backup.bytes,
+                backup.seconds,
+                backup.verified_by.join("; ")
             ));
         }
         if let Some(fingerprint) = &self.majority_fingerprint {
@@ -193,7 +196,7 @@ pub async fn migrate_schemas(
         majority_fingerprint: None,
         majority_count: 0,
         drift: Vec::new(),
-        backup: None,
+        backups: Vec::new(),
         error: None,
     };
     let schemas = match list_schemas(base, &fanout.pattern).await {
@@ -253,38 +256,52 @@ pub async fn migrate_schemas(
         .cloned()
         .collect();
     let total = schemas.len();
-    // One backup for the whole run: pg_dump reads the catalog of every schema whatever it
-    // dumps, so a dump per schema costs the catalog a thousand times over.
-    let mut options = options.clone();
+    // One backup for many schemas: pg_dump reads the catalog of every schema whatever it
+    // dumps, so a dump per schema costs the catalog a thousand times over. A dump locks
+    // every table it holds in one transaction, so schemas go into as few dumps as the
+    // server's lock table allows (`max_locks_per_transaction`).
+    let mut shared: BTreeMap<String, Arc<super::backup::SharedBackup>> = BTreeMap::new();
     if options.backup && !options.dry_run && !schemas.is_empty() {
-        {
-            let mut progress = progress.lock().expect("progress");
-            progress(&format!(
-                "backing up the {total} schemas to migrate (one dump)"
-            ));
+        let backed_up = async {
+            let batches = super::backup::dump_batches(base, &schemas).await?;
+            for (index, batch) in batches.iter().enumerate() {
+                {
+                    let mut progress = progress.lock().expect("progress");
+                    progress(&format!(
+                        "backing up {} of the {total} schemas to migrate (dump {} of {})",
+                        batch.len(),
+                        index + 1,
+                        batches.len()
+                    ));
+                }
+                let files = super::backup::Files::new(&options.backup_dir, &base.label());
+                let dump =
+                    super::backup::backup_schemas(base, batch, &files, options.pg_bin.as_deref())
+                        .await?;
+                {
+                    let mut progress = progress.lock().expect("progress");
+                    progress(&format!(
+                        "backup: {} ({} bytes) in {:.1} s",
+                        dump.info.path, dump.info.bytes, dump.info.seconds
+                    ));
+                }
+                report.backups.push(dump.info.clone());
+                let dump = Arc::new(dump);
+                for schema in batch {
+                    shared.insert(schema.clone(), dump.clone());
+                }
+            }
+            anyhow::Ok(())
         }
-        let files = super::backup::Files::new(&options.backup_dir, &base.label());
-        match super::backup::backup_schemas(base, &schemas, &files, options.pg_bin.as_deref()).await
-        {
-            Ok(shared) => {
-                let mut progress = progress.lock().expect("progress");
-                progress(&format!(
-                    "backup: {} ({} bytes) in {:.1} s",
-                    shared.info.path, shared.info.bytes, shared.info.seconds
-                ));
-                report.backup = Some(shared.info.clone());
-                options.shared_backup = Some(Arc::new(shared));
-            }
-            Err(error) => {
-                report.error = Some(format!(
-                    "backup failed, nothing was migrated: {error:#}\nfix: free space or choose another --backup-dir, or pass --no-backup"
-                ));
-                report.seconds = started.elapsed().as_secs_f64();
-                return report;
-            }
+        .await;
+        if let Err(error) = backed_up {
+            report.error = Some(format!(
+                "backup failed, nothing was migrated: {error:#}\nfix: see the error above; or pass --no-backup to migrate without one (a failing schema is then reverted with its down migrations)"
+            ));
+            report.seconds = started.elapsed().as_secs_f64();
+            return report;
         }
     }
-    let options = &options;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -308,8 +325,11 @@ pub async fn migrate_schemas(
                 let mut progress = progress.lock().expect("progress");
                 progress(&format!("{schema}: {line}"));
             };
-            let run: Report =
-                super::migrate(source, config, &target, &schema_options, &mut say).await;
+            let options = Options {
+                shared_backup: shared.get(schema).cloned(),
+                ..schema_options.clone()
+            };
+            let run: Report = super::migrate(source, config, &target, &options, &mut say).await;
             let ok = run.outcome.ok();
             if !ok && fanout.fail_fast {
                 stop.store(true, Ordering::SeqCst);

@@ -18,24 +18,13 @@ use app::Backend;
 /// How often the lock sampler looks.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
-/// The lock modes PostgreSQL takes on tables, weakest first.
-const LOCK_MODES: [&str; 8] = [
-    "AccessShareLock",
-    "RowShareLock",
-    "RowExclusiveLock",
-    "ShareUpdateExclusiveLock",
-    "ShareLock",
-    "ShareRowExclusiveLock",
-    "ExclusiveLock",
-    "AccessExclusiveLock",
-];
+use app::live::apply::LOCK_MODES;
 
 /// The strongest table lock any session of a throwaway database holds, as a rank: 0 for
-/// none, 1–8 for `LOCK_MODES`. Catalog relations (OIDs below 16384) are left out.
+/// none, else 1 + its index in `LOCK_MODES` ($1). Catalog relations (OIDs below 16384)
+/// are left out.
 const STRONGEST_LOCK: &str = "
-SELECT coalesce(max(array_position(ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
-        'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
-        'AccessExclusiveLock'], l.mode)), 0)::int4
+SELECT coalesce(max(array_position($1::text[], l.mode::text)), 0)::int4
 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
 WHERE l.locktype = 'relation' AND l.granted AND l.relation::int8 >= 16384
   AND starts_with(d.datname, 'tenantgate_') AND l.pid <> pg_backend_pid()";
@@ -224,6 +213,7 @@ impl LockMonitor {
             let mut samples = Vec::new();
             while !stopping.load(Ordering::SeqCst) {
                 let rank: i32 = sqlx::query_scalar(STRONGEST_LOCK)
+                    .bind(&LOCK_MODES[..])
                     .fetch_one(&mut conn)
                     .await
                     .context("sample pg_locks")?;
