@@ -699,6 +699,21 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         let up_to_date = again.schemas.iter().filter(|s| s.outcome == "up-to-date").count();
         assert_eq!(up_to_date, 9, "{}", again.render());
         assert!(again.verdict().contains("1 of 10 schemas failed"), "{}", again.verdict());
+
+        // Schemas skipped as up to date are still held to the snapshot: a column added by
+        // hand to every healthy schema (so all still share one fingerprint) fails them all.
+        let mut conn = base.connect(false).await?;
+        for schema in again.schemas.iter().filter(|s| s.ok) {
+            conn.execute(&format!("ALTER TABLE {}.customers ADD COLUMN nickname text", schema.schema)).await?;
+        }
+        conn.close().await;
+        let (sink, _) = std::sync::mpsc::channel::<String>();
+        let quiet: app::live::fanout::Progress =
+            std::sync::Arc::new(std::sync::Mutex::new(move |line: &str| drop(sink.send(line.to_string()))));
+        let drifted = app::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, quiet).await;
+        let failed: Vec<_> = drifted.schemas.iter().filter(|s| !s.ok && s.schema != "tenant_03").collect();
+        assert_eq!(failed.len(), 9, "{}", drifted.render());
+        assert!(failed.iter().all(|s| s.outcome == "failed" && s.error.as_deref().unwrap_or_default().contains("nickname")), "{}", drifted.render());
         Ok(())
     })
     .await

@@ -17,6 +17,7 @@ use super::report::version_text;
 use super::{Options, Outcome, Report, Source, Target};
 use crate::config::Config;
 use crate::db::{Conn, quote};
+use crate::schema::Schema;
 
 /// How to fan out.
 #[derive(Clone, Debug)]
@@ -388,7 +389,25 @@ pub async fn migrate_schemas(
 
     // Fingerprints: the schemas that differ from the majority, with the difference.
     match fingerprints(source, base, &mut results).await {
-        Ok(texts) => {
+        Ok((texts, read)) => {
+            // The schemas skipped as up to date were not verified one by one: their
+            // structure is, once per distinct text.
+            if let Err(error) = verify_skipped(
+                source,
+                config,
+                base,
+                options,
+                &current,
+                &texts,
+                &read,
+                &mut results,
+            )
+            .await
+            {
+                report.error = Some(format!(
+                    "verify the schemas already at the target: {error:#}"
+                ));
+            }
             let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (schema, (fingerprint, _)) in &texts {
                 groups
@@ -453,33 +472,38 @@ async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String
     Ok(schemas)
 }
 
+/// Every schema's text and its fingerprint (sha256), by schema.
+type Texts = BTreeMap<String, (String, String)>;
+
 /// sha256 of every schema's text. Schemas whose run did not end verified are read again,
-/// in batches that each take one pass over the catalogs.
+/// in batches that each take one pass over the catalogs; for those, one schema of each
+/// fingerprint is returned as read.
 async fn fingerprints(
     source: &Source<'_>,
     base: &Target,
     results: &mut [(SchemaOutcome, Option<String>)],
-) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+) -> anyhow::Result<(Texts, BTreeMap<String, Schema>)> {
     let unread: Vec<String> = results
         .iter()
         .filter(|(_, text)| text.is_none())
         .map(|(outcome, _)| outcome.schema.clone())
         .collect();
     let mut read: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_fingerprint: BTreeMap<String, Schema> = BTreeMap::new();
     if !unread.is_empty() {
         let mut conn = base.connect(false).await?;
         let Conn::Postgres(pg) = &mut conn else {
             anyhow::bail!("--tenant-schemas needs PostgreSQL");
         };
         for batch in unread.chunks(READ_BATCH) {
-            let schemas = crate::schema::Schema::read_postgres_schemas(
-                pg,
-                batch,
-                &source.migrator.table_name,
-            )
-            .await?;
+            let mut schemas =
+                Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await?;
             for name in batch {
-                let text = schemas.get(name).map(|s| s.render()).unwrap_or_default();
+                let schema = schemas.remove(name).unwrap_or_default();
+                let text = schema.render();
+                by_fingerprint
+                    .entry(crate::manifest::sha256_hex(text.as_bytes()))
+                    .or_insert(schema);
                 read.insert(name.clone(), text);
             }
         }
@@ -494,7 +518,77 @@ async fn fingerprints(
         let fingerprint = crate::manifest::sha256_hex(text.as_bytes());
         texts.insert(outcome.schema.clone(), (fingerprint, text));
     }
-    Ok(texts)
+    Ok((texts, by_fingerprint))
+}
+
+/// The structure checks `app verify` runs (drift from the snapshot, the tenancy rules) for
+/// the schemas skipped as already at the target: once per distinct schema text, since the
+/// checks depend on the text alone. A schema whose text fails them is marked failed.
+#[allow(clippy::too_many_arguments)]
+async fn verify_skipped(
+    source: &Source<'_>,
+    config: &Config,
+    base: &Target,
+    options: &Options,
+    skipped: &BTreeSet<String>,
+    texts: &Texts,
+    read: &BTreeMap<String, Schema>,
+    results: &mut [(SchemaOutcome, Option<String>)],
+) -> anyhow::Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    let expected = options
+        .target
+        .or_else(|| source.ups().map(|m| m.version).max());
+    let position = super::verify::Position {
+        version: expected,
+        expected,
+        at_expected: true,
+    };
+    let role = if position.isolated(config) {
+        let mut conn = base.connect(false).await?;
+        let Conn::Postgres(pg) = &mut conn else {
+            anyhow::bail!("--tenant-schemas needs PostgreSQL");
+        };
+        let role = crate::isolation_rules::RoleFacts::read(pg, &config.tenancy.app_role).await?;
+        conn.close().await;
+        Some(role)
+    } else {
+        None
+    };
+    let mut failed_by_fingerprint: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    for (outcome, _) in results
+        .iter_mut()
+        .filter(|(o, _)| skipped.contains(&o.schema))
+    {
+        let Some((fingerprint, text)) = texts.get(&outcome.schema) else {
+            continue;
+        };
+        let failure = failed_by_fingerprint
+            .entry(fingerprint.as_str())
+            .or_insert_with(|| {
+                let schema = read.get(fingerprint)?;
+                let checks = super::verify::structure_checks(
+                    source,
+                    config,
+                    schema,
+                    text,
+                    &position,
+                    role.as_ref(),
+                );
+                checks
+                    .iter()
+                    .find(|c| c.status == super::report::Status::Fail)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+            });
+        if let Some(failure) = failure {
+            outcome.outcome = outcome_word(Outcome::Failed).to_string();
+            outcome.ok = false;
+            outcome.error = Some(failure.clone());
+        }
+    }
+    Ok(())
 }
 
 /// How many schemas one catalog pass reads (bounds the size of one answer).

@@ -14,6 +14,84 @@ use crate::db::Conn;
 use crate::isolation_rules::{RoleFacts, static_rules};
 use crate::schema::Schema;
 
+/// Where a database stands against the source, as the `version` check found it.
+pub struct Position {
+    /// The highest successfully applied version.
+    pub version: Option<i64>,
+    /// The version it should be at: the target, or the newest embedded one.
+    pub expected: Option<i64>,
+    /// Exactly the source's migrations up to `expected` are applied.
+    pub at_expected: bool,
+}
+
+impl Position {
+    /// Whether the tenancy rules apply at this version.
+    pub fn isolated(&self, config: &Config) -> bool {
+        self.version
+            .is_some_and(|v| v >= config.tenancy.isolated_from_version)
+    }
+}
+
+/// The checks that depend on the schema alone: drift from the embedded snapshot, and the
+/// tenancy rules (with the app role's facts, on PostgreSQL). Tenant schemas with the same
+/// text share one run of them.
+pub fn structure_checks(
+    source: &Source<'_>,
+    config: &Config,
+    schema: &Schema,
+    schema_text: &str,
+    position: &Position,
+    role: Option<&RoleFacts>,
+) -> Vec<Check> {
+    let latest = source.ups().map(|m| m.version).max();
+    let mut checks = Vec::new();
+    checks.push(match source.snapshot {
+        Some(_) if position.expected != latest => Check::skip(
+            "drift",
+            "the embedded snapshot is of the newest version; this run targets an older one",
+        ),
+        Some(_) if !position.at_expected => Check::skip(
+            "drift",
+            "the database is not at the snapshot's version (see `version`)",
+        ),
+        Some(snapshot) => drift(snapshot_body(snapshot), schema_text, source),
+        None => Check::skip("drift", "no schema snapshot was given for these migrations"),
+    });
+    checks.push(if !position.isolated(config) {
+        Check::skip(
+            "tenancy",
+            format!(
+                "tenant isolation starts at {:04}; the database is at {}",
+                config.tenancy.isolated_from_version,
+                super::report::version_text(position.version)
+            ),
+        )
+    } else {
+        let outcomes = static_rules(config, schema, role, &BTreeMap::new());
+        let failures: Vec<String> = outcomes
+            .iter()
+            .flat_map(|o| {
+                o.failures
+                    .iter()
+                    .map(move |f| format!("{}: {}", o.name, f.message))
+            })
+            .collect();
+        if failures.is_empty() {
+            Check::pass(
+                "tenancy",
+                format!(
+                    "{} isolation rules passed on {} tables",
+                    outcomes.len(),
+                    schema.tables.len()
+                ),
+            )
+        } else {
+            Check::fail("tenancy", failures.join("\n"))
+        }
+    });
+    checks
+}
+
 /// What verification found besides its checks: the live schema's text, for comparing
 /// tenant schemas with one another and a database with its state before a run.
 pub struct Verified {
@@ -116,56 +194,25 @@ pub async fn verify(
 
     let schema = read_schema(conn, source).await?;
     let schema_text = schema.render();
-    checks.push(match source.snapshot {
-        Some(_) if expected != latest => Check::skip(
-            "drift",
-            "the embedded snapshot is of the newest version; this run targets an older one",
-        ),
-        Some(_) if !at_expected => Check::skip(
-            "drift",
-            "the database is not at the snapshot's version (see `version`)",
-        ),
-        Some(snapshot) => drift(snapshot_body(snapshot), &schema_text, source),
-        None => Check::skip("drift", "no schema snapshot was given for these migrations"),
-    });
-
-    let isolated = version.is_some_and(|v| v >= config.tenancy.isolated_from_version);
-    checks.push(if !isolated {
-        Check::skip(
-            "tenancy",
-            format!(
-                "tenant isolation starts at {:04}; the database is at {}",
-                config.tenancy.isolated_from_version,
-                super::report::version_text(version)
-            ),
-        )
-    } else {
-        let role = match conn {
-            Conn::Postgres(pg) => Some(RoleFacts::read(pg, &config.tenancy.app_role).await?),
-            Conn::Sqlite(_) => None,
-        };
-        let outcomes = static_rules(config, &schema, role.as_ref(), &BTreeMap::new());
-        let failures: Vec<String> = outcomes
-            .iter()
-            .flat_map(|o| {
-                o.failures
-                    .iter()
-                    .map(move |f| format!("{}: {}", o.name, f.message))
-            })
-            .collect();
-        if failures.is_empty() {
-            Check::pass(
-                "tenancy",
-                format!(
-                    "{} isolation rules passed on {} tables",
-                    outcomes.len(),
-                    schema.tables.len()
-                ),
-            )
-        } else {
-            Check::fail("tenancy", failures.join("\n"))
+    let position = Position {
+        version,
+        expected,
+        at_expected,
+    };
+    let role = match conn {
+        Conn::Postgres(pg) if position.isolated(config) => {
+            Some(RoleFacts::read(pg, &config.tenancy.app_role).await?)
         }
-    });
+        _ => None,
+    };
+    checks.extend(structure_checks(
+        source,
+        config,
+        &schema,
+        &schema_text,
+        &position,
+        role.as_ref(),
+    ));
 
     if full {
         checks.push(foreign_keys(conn, &schema).await?);
