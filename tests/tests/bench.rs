@@ -79,6 +79,17 @@ fn template_volume_and_tenant_sections_measure_real_databases_and_write_the_json
         "{table}"
     );
     assert!(table.contains("bench: "), "{table}");
+    let written_to = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        results.verdict().contains(&written_to),
+        "the verdict names the JSON it wrote: {}",
+        results.verdict()
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, bail, format_err};
+use anyhow::{Context, bail};
 use clap::Args;
 use xshell::{Shell, cmd};
 
@@ -15,7 +15,7 @@ use app::Backend;
 use app::manifest::{GateEntry, GitInfo, Manifest};
 
 use crate::config::Config;
-use crate::provision::{self, Janitor, PgOptions, PgProviderChoice};
+use crate::provision::{self, PgOptions, PgProviderChoice};
 use crate::rehearsal::{self, BackendReport};
 use crate::report;
 
@@ -278,24 +278,13 @@ impl Release {
             self.pg_image.as_deref(),
             self.pg_url.as_deref(),
         );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("start the async runtime")?;
-        runtime.block_on(async {
-            provision::sweep_leftovers();
-            let janitor = Janitor::new();
-            let reports = tokio::select! {
-                reports = rehearsal::rehearse_all(&Backend::ALL, config, &pg, &janitor, rehearsal::Options { progress: rehearsal::Progress::Lines, ..rehearsal::Options::default() }) => Some(reports),
-                () = crate::interrupted() => None,
+        provision::with_janitor(async |janitor| {
+            let options = rehearsal::Options {
+                progress: rehearsal::Progress::Lines,
+                ..rehearsal::Options::default()
             };
-            for line in janitor.finish(false).await {
-                eprintln!("{line}");
-            }
-            let Some(reports) = reports else {
-                provision::remove_strays_of_this_run();
-                return Err(format_err!("interrupted; removed every container, database and temporary file of this run"));
-            };
+            let reports =
+                rehearsal::rehearse_all(&Backend::ALL, config, &pg, janitor, options).await;
             eprint!("{}", report::table(&reports));
             Ok(reports)
         })

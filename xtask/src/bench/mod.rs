@@ -147,6 +147,8 @@ pub struct Machine {
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
     pub tool: &'static str,
+    /// Where this JSON was written.
+    pub json: String,
     pub started_at: String,
     pub seconds: f64,
     pub machine: Machine,
@@ -205,30 +207,7 @@ impl Bench {
             self.schemas.iter().all(|&schemas| schemas > 0),
             "--schemas takes positive schema counts, e.g. --schemas 100,1000"
         );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("start the async runtime")?;
-        runtime.block_on(async {
-            provision::sweep_leftovers();
-            let janitor = Janitor::new();
-            let result = tokio::select! {
-                result = self.run_sections(&janitor) => Some(result),
-                () = crate::interrupted() => None,
-            };
-            for line in janitor.finish(false).await {
-                eprintln!("{line}");
-            }
-            match result {
-                Some(result) => result,
-                None => {
-                    provision::remove_strays_of_this_run();
-                    anyhow::bail!(
-                        "interrupted; removed every container, database and temporary file of this run"
-                    )
-                }
-            }
-        })
+        provision::with_janitor(async |janitor| self.run_sections(janitor).await)
     }
 
     async fn run_sections(&self, janitor: &Janitor) -> anyhow::Result<Results> {
@@ -260,6 +239,7 @@ impl Bench {
         };
         let mut results = Results {
             tool: "cargo xtask bench",
+            json: crate::display_path(&self.json_path()),
             started_at,
             seconds: 0.0,
             machine: machine(&server).await,
@@ -388,7 +368,7 @@ impl Results {
             "bench: {met} of {} targets met in {:.0} s; JSON in {}",
             self.targets.len(),
             self.seconds,
-            "target/tenantgate/bench.json"
+            self.json
         )
     }
 

@@ -50,6 +50,14 @@ impl BenchServer {
         ))
     }
 
+    /// The server's major version (15 for 15.18), to pick matching client tools.
+    pub async fn major_version(&self) -> anyhow::Result<u32> {
+        let number: String = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(&mut *self.admin.lock().await)
+            .await?;
+        Ok(number.parse::<u32>().unwrap_or(0) / 10_000)
+    }
+
     /// Creates database `name` (from `template` when given); returns how long the
     /// statement took.
     pub async fn create(&self, name: &str, template: Option<&str>) -> anyhow::Result<Duration> {

@@ -221,7 +221,8 @@ async fn build_template(
             1
         }
     };
-    let dump = dump_schema(&url, &schema_name(0))?;
+    let major = context.server.major_version().await?;
+    let dump = dump_schema(&url, &schema_name(0), major)?;
     let mut conn = PgConnection::connect(&url)
         .await
         .context("connect to the tenant template")?;
@@ -273,8 +274,8 @@ async fn migrate_first_schema(context: &Context<'_>, url: &str) -> anyhow::Resul
 }
 
 /// The schema as SQL (`pg_dump --inserts`, no owners), to be replayed under other names.
-fn dump_schema(url: &str, schema: &str) -> anyhow::Result<String> {
-    let pg_dump = app::live::backup::pg_tool("pg_dump", None, 15)?;
+fn dump_schema(url: &str, schema: &str, server_major: u32) -> anyhow::Result<String> {
+    let pg_dump = app::live::backup::pg_tool("pg_dump", None, server_major)?;
     let output = std::process::Command::new(&pg_dump)
         .args([
             "--schema",

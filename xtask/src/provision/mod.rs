@@ -122,6 +122,33 @@ pub fn remove_strays_of_this_run() {
     docker::remove_containers_of_this_run();
 }
 
+/// Runs `work` on a new async runtime with a janitor: leftovers of dead runs are swept
+/// first, and everything `work` registered is removed afterwards (what could not be is
+/// printed). Ctrl-C or SIGTERM ends `work` early: its resources, and those it was still
+/// creating, are removed and an error says so.
+pub fn with_janitor<T>(work: impl AsyncFnOnce(&Janitor) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        sweep_leftovers();
+        let janitor = Janitor::new();
+        let result = tokio::select! {
+            result = work(&janitor) => Some(result),
+            () = crate::interrupted() => None,
+        };
+        for line in janitor.finish(false).await {
+            eprintln!("{line}");
+        }
+        result.unwrap_or_else(|| {
+            remove_strays_of_this_run();
+            bail!("interrupted; removed every container, database and temporary file of this run")
+        })
+    })
+}
+
 /// Provisions a fresh PostgreSQL database, registered with `janitor`.
 pub async fn postgres(options: &PgOptions, janitor: &Janitor) -> anyhow::Result<Database> {
     let started = Instant::now();
