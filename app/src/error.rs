@@ -1,6 +1,6 @@
-//! The library's error type.
+//! The demo app's error type.
 
-/// Everything the app library can fail with.
+/// Everything the app's data access API can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,4 +22,15 @@ pub enum Error {
     InvalidIdentifier(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<tenantgate::Error> for Error {
+    fn from(error: tenantgate::Error) -> Error {
+        match error {
+            tenantgate::Error::UnsupportedUrl(url) => Error::UnsupportedUrl(url),
+            tenantgate::Error::Database(error) => Error::Database(error),
+            tenantgate::Error::Migrate(error) => Error::Migrate(error),
+            other => Error::UnsupportedUrl(other.to_string()),
+        }
+    }
 }

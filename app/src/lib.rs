@@ -1,44 +1,40 @@
-//! A multi-tenant back-office for retail and service shops.
+//! A multi-tenant back-office for retail and service shops: Tenantgate's demo app.
 //!
-//! The library owns two things the rest of the workspace relies on: the migrations,
-//! embedded at compile time ([`migrations`]), and the tenant-scoped data access API
-//! ([`tenant`]), through which no caller can read or write another tenant's rows.
+//! - [`TENANTGATE`]: what the app hands Tenantgate — the migrations it embeds (one
+//!   migrator per backend, `sqlx::migrate!`), the schema snapshots `cargo xtask
+//!   migrate-test` asserted, and its `tenantgate.toml`. `main.rs` runs Tenantgate's
+//!   command line over it; the workspace's `xtask` hands it to the harness.
+//! - [`tenant`]: the tenant-scoped data access API, through which no caller can read or
+//!   write another tenant's rows; [`scoped`], the same by table name; [`api`], the two as
+//!   Tenantgate's harness drives them in its isolation cases.
 
-pub mod checks;
-pub mod cli;
-pub mod config;
-pub mod db;
-pub mod error;
-pub mod isolation_rules;
-pub mod live;
-pub mod manifest;
-pub mod migrations;
-pub mod schema;
+pub mod api;
+mod error;
 pub mod scoped;
-pub mod status;
 pub mod tenant;
 
 pub use error::Error;
-pub use migrations::Backend;
 pub use scoped::ScopedTable;
 pub use tenant::{Db, Tenant, TenantId};
 
-use std::path::{Path, PathBuf};
+use sqlx::migrate::Migrator;
 
-/// The workspace root this binary was built from (messages name files relative to it).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("app lives in the workspace root")
-        .to_path_buf()
-}
+/// PostgreSQL migrations, from `migrations/postgres`.
+pub static POSTGRES: Migrator = sqlx::migrate!("../migrations/postgres");
+/// SQLite migrations, from `migrations/sqlite`.
+pub static SQLITE: Migrator = sqlx::migrate!("../migrations/sqlite");
 
-/// A path relative to the workspace root when it is inside it, for messages.
-pub fn display_path(path: &Path) -> String {
-    let root = workspace_root();
-    let absolute = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    match absolute.strip_prefix(root.canonicalize().unwrap_or(root)) {
-        Ok(relative) => relative.display().to_string(),
-        Err(_) => path.display().to_string(),
-    }
-}
+/// What this app embeds, for Tenantgate's runtime and harness.
+pub static TENANTGATE: tenantgate::App = tenantgate::App {
+    name: env!("CARGO_PKG_NAME"),
+    version: env!("CARGO_PKG_VERSION"),
+    config: include_str!("../../migrations/tenantgate.toml"),
+    postgres: Some(tenantgate::Embedded {
+        migrator: &POSTGRES,
+        snapshot: Some(include_str!("../../migrations/snapshots/postgres.snap")),
+    }),
+    sqlite: Some(tenantgate::Embedded {
+        migrator: &SQLITE,
+        snapshot: Some(include_str!("../../migrations/snapshots/sqlite.snap")),
+    }),
+};

@@ -1,6 +1,6 @@
-//! The `app` binary: operators run it to apply and inspect the migrations it embeds. Its
-//! command line is `app::cli`.
+//! The `app` binary: operators run it to apply and inspect the migrations it embeds, with
+//! Tenantgate's command line (`migrate`, `verify`, `status`, `migrations`, `verify-manifest`).
 
 fn main() -> std::process::ExitCode {
-    app::cli::main(app::cli::Sources::embedded())
+    tenantgate::cli::main(&app::TENANTGATE)
 }

@@ -13,7 +13,9 @@ use std::str::FromStr;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
-use crate::{Backend, Error};
+use tenantgate::Backend;
+
+use crate::Error;
 
 /// The key of a row in the tenants table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,8 +80,8 @@ impl Db {
     /// Applies every pending embedded migration.
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
-            Db::Postgres(pool) => crate::migrations::POSTGRES.run(pool).await?,
-            Db::Sqlite(pool) => crate::migrations::SQLITE.run(pool).await?,
+            Db::Postgres(pool) => crate::POSTGRES.run(pool).await?,
+            Db::Sqlite(pool) => crate::SQLITE.run(pool).await?,
         }
         Ok(())
     }

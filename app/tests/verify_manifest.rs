@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use app::manifest::{GateEntry, GitInfo, Manifest};
+use tenantgate::manifest::{GateEntry, GitInfo, Manifest};
 
 fn app_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_app"))
@@ -13,6 +13,7 @@ fn app_binary() -> PathBuf {
 /// A manifest for `binary` as `cargo xtask release` writes it, with passing gates.
 fn manifest_for(binary: &Path) -> Manifest {
     Manifest::describe(
+        &app::TENANTGATE,
         binary,
         binary.display().to_string(),
         GitInfo {

@@ -3,10 +3,47 @@
 
 use std::path::{Path, PathBuf};
 
-use app::Backend;
-use xtask::config::Config;
-use xtask::provision::{self, Database, Janitor, PgOptions};
-use xtask::rehearsal::{BackendReport, Options, rehearse_all};
+use tenantgate::Backend;
+use tenantgate::config::Config;
+use tenantgate_harness::AppUnderTest;
+use tenantgate_harness::provision::{self, Database, Janitor, PgOptions};
+use tenantgate_harness::rehearsal::{BackendReport, Options, rehearse_all};
+
+/// The demo app's `tenantgate.toml`.
+pub fn demo_config_path() -> PathBuf {
+    tenantgate_harness::workspace::root().join("migrations/tenantgate.toml")
+}
+
+/// The demo app as its xtask hands it to the harness: its own configuration, the
+/// migrations it embeds, and its tenant-scoped API.
+pub fn demo_app() -> AppUnderTest<'static> {
+    let config = Config::load(&demo_config_path()).expect("the demo app's configuration loads");
+    AppUnderTest {
+        config,
+        embedded: Some(&app::TENANTGATE),
+        api: Some(&app::api::SHOP_API),
+    }
+}
+
+/// The workspace's project, as its xtask hands it to the harness's commands.
+pub fn demo_project() -> tenantgate_harness::Project<'static> {
+    tenantgate_harness::Project {
+        package: "app",
+        config: "migrations/tenantgate.toml",
+        app: &app::TENANTGATE,
+        api: Some(&app::api::SHOP_API),
+    }
+}
+
+/// A configuration's folders read from disk, with the demo app's API when the tables are
+/// the demo's (a scratch copy of its migrations).
+pub fn scratch_app(config: Config) -> AppUnderTest<'static> {
+    AppUnderTest {
+        config,
+        embedded: None,
+        api: Some(&app::api::SHOP_API),
+    }
+}
 
 /// A fresh database of `backend`, registered with `janitor`. PostgreSQL comes from the
 /// same providers as `cargo xtask migrate-test` (TENANTGATE_PG_* variables included).
@@ -34,7 +71,8 @@ pub async fn with_fresh_database(
     Ok(())
 }
 
-/// Rehearses `backends` as `migrate-test` does and checks that nothing was left behind.
+/// Rehearses `backends` of a scratch copy of the demo app as `migrate-test` does and
+/// checks that nothing was left behind.
 pub async fn rehearse(config: &Config, backends: &[Backend]) -> Vec<BackendReport> {
     rehearse_with(config, backends, Options::default()).await
 }
@@ -45,8 +83,17 @@ pub async fn rehearse_with(
     backends: &[Backend],
     options: Options,
 ) -> Vec<BackendReport> {
+    rehearse_app(&scratch_app(config.clone()), backends, options).await
+}
+
+/// Rehearses `app` as `migrate-test` does and checks that nothing was left behind.
+pub async fn rehearse_app(
+    app: &AppUnderTest<'_>,
+    backends: &[Backend],
+    options: Options,
+) -> Vec<BackendReport> {
     let janitor = Janitor::new();
-    let reports = rehearse_all(backends, config, &PgOptions::from_env(), &janitor, options).await;
+    let reports = rehearse_all(backends, app, &PgOptions::from_env(), &janitor, options).await;
     let leftovers = janitor.finish(false).await;
     assert!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
     reports
@@ -56,7 +103,7 @@ pub async fn rehearse_with(
 pub fn failures(report: &BackendReport) -> Vec<String> {
     report
         .failures()
-        .map(|(check, failure)| format!("{check}: {}", failure.describe()))
+        .map(|(check, failure)| format!("{check}: {}", failure.render()))
         .collect()
 }
 
@@ -81,7 +128,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> anyhow::Result<Scratch> {
-        let root = xtask::project_root();
+        let root = tenantgate_harness::workspace::root();
         let dir = tempfile::Builder::new()
             .prefix("tenantgate-scratch-")
             .tempdir()?;
@@ -97,8 +144,8 @@ impl Scratch {
         self.dir.path().join("migrations/tenantgate.toml")
     }
 
-    pub fn config(&self) -> anyhow::Result<xtask::config::Config> {
-        xtask::config::Config::load(&self.config_path())
+    pub fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&self.config_path())
     }
 
     pub fn migrations_dir(&self, backend: Backend) -> PathBuf {
@@ -163,7 +210,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// SQL for the scenarios several test files share: a new tenant-owned table, done right
 /// or broken in one way.
 pub mod scenarios {
-    use app::Backend;
+    use tenantgate::Backend;
 
     /// A `loyalty_cards` table done right for `backend`, with `customer_fk` as its reference
     /// to customers; `rls` adds PostgreSQL's row-level security and policy.
@@ -254,10 +301,10 @@ pub mod live {
     use std::path::Path;
     use std::time::Duration;
 
-    use app::Backend;
-    use app::db::{Conn, quote};
-    use app::live::{Options, Source, Target};
     use sqlx::migrate::Migrator;
+    use tenantgate::db::{Conn, Scope, quote};
+    use tenantgate::live::{Options, Source, Target};
+    use tenantgate::{App, Backend, Embedded};
 
     /// The migrations of a scratch copy, as the runner takes them (leaked: tests are short).
     pub async fn scratch_source(
@@ -273,15 +320,31 @@ pub mod live {
         dir: &Path,
         backend: Backend,
     ) -> anyhow::Result<Source<'static>> {
-        let migrator = Migrator::new(dir.join("migrations").join(backend.name())).await?;
-        let snapshot = dir.join(format!("migrations/snapshots/{}.snap", backend.name()));
-        Ok(Source {
-            backend,
-            migrator: Box::leak(Box::new(migrator)),
-            snapshot: std::fs::read_to_string(&snapshot)
-                .ok()
-                .map(|text| &*Box::leak(text.into_boxed_str())),
-            snapshot_name: snapshot.display().to_string(),
+        let app = scratch_app_in(dir).await?;
+        Ok(Source::of(&app, backend)?)
+    }
+
+    /// The app a scratch folder laid out like the repository describes, as its binary
+    /// would embed it (leaked: tests are short).
+    pub async fn scratch_app_in(dir: &Path) -> anyhow::Result<App<'static>> {
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        let mut embedded = Vec::new();
+        for backend in Backend::ALL {
+            let migrator = Migrator::new(dir.join("migrations").join(backend.name())).await?;
+            let snapshot = dir.join(format!("migrations/snapshots/{}.snap", backend.name()));
+            embedded.push(Embedded {
+                migrator: Box::leak(Box::new(migrator)),
+                snapshot: std::fs::read_to_string(&snapshot).ok().map(leak),
+            });
+        }
+        Ok(App {
+            name: "app",
+            version: app::TENANTGATE.version,
+            config: leak(std::fs::read_to_string(
+                dir.join("migrations/tenantgate.toml"),
+            )?),
+            postgres: Some(embedded.remove(0)),
+            sqlite: Some(embedded.remove(0)),
         })
     }
 
@@ -305,9 +368,9 @@ pub mod live {
             backup_dir: dir.join("prepare"),
             ..Options::default()
         };
-        let config = app::config::Config::embedded();
-        let report = app::live::migrate(
-            &Source::embedded(backend),
+        let config = app::TENANTGATE.config()?;
+        let report = tenantgate::live::migrate(
+            &Source::of(&app::TENANTGATE, backend)?,
             &config,
             &target,
             &options,
@@ -315,10 +378,11 @@ pub mod live {
         )
         .await;
         anyhow::ensure!(report.outcome.ok(), "prepare: {}", report.render());
-        if version == config.seed_at_version {
+        if config.fixtures.as_ref().map(|f| f.seed_at_version) == Some(version) {
             let mut conn = target.connect(false).await?;
-            let seed =
-                std::fs::read_to_string(xtask::project_root().join("tests/fixtures/seed.sql"))?;
+            let seed = std::fs::read_to_string(
+                tenantgate_harness::workspace::root().join("tests/fixtures/seed.sql"),
+            )?;
             conn.execute(&seed).await?;
             if backend == Backend::Postgres {
                 // The fixture sets explicit ids; move the identity sequences past them.
@@ -342,7 +406,9 @@ pub mod live {
     pub async fn state(url: &str) -> anyhow::Result<String> {
         let target = Target::new(url)?;
         let mut conn = target.connect(false).await?;
-        let mut out = app::schema::Schema::read(&mut conn, "-").await?.render();
+        let mut out = tenantgate::schema::Schema::read(&mut conn, "-", &Scope::Database)
+            .await?
+            .render();
         let tables = match conn {
             Conn::Postgres(_) => {
                 conn.texts("SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1")

@@ -1,7 +1,12 @@
 //! `app status`: what a database applied, compared with what the binary embeds.
 
-use app::status::{State, status};
-use app::{Backend, Db};
+use app::Db;
+use tenantgate::Backend;
+use tenantgate::status::State;
+
+async fn status(url: &str) -> anyhow::Result<Vec<tenantgate::status::MigrationStatus>> {
+    tenantgate::status::status(&app::TENANTGATE, url).await
+}
 use sqlx::Executor;
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`, small: every number it reports comes from a real database, and the
 //! JSON holds what the table shows.
 
-use xtask::bench::{Bench, Section};
+use tenantgate_harness::bench::{Bench, Section};
 
 /// A bench of `only`, writing its JSON into `dir`.
 fn small(only: Vec<Section>, dir: &tempfile::TempDir) -> Bench {
@@ -23,7 +23,7 @@ fn template_volume_and_tenant_sections_measure_real_databases_and_write_the_json
         vec![Section::Template, Section::Volume, Section::Tenants],
         &dir,
     );
-    let results = bench.run().unwrap();
+    let results = bench.run(&tenantgate_tests::demo_project()).unwrap();
 
     // A clone and a re-migration per backend, each timed twice per run.
     for name in [
@@ -97,11 +97,17 @@ fn bad_flags_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut bench = small(vec![Section::Template], &dir);
     bench.runs = 0;
-    let error = bench.run().unwrap_err().to_string();
+    let error = bench
+        .run(&tenantgate_tests::demo_project())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("--runs must be at least 1"), "{error}");
     let mut bench = small(vec![Section::Volume], &dir);
     bench.rows = vec![0];
-    let error = bench.run().unwrap_err().to_string();
+    let error = bench
+        .run(&tenantgate_tests::demo_project())
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("--rows takes positive row counts"),
         "{error}"

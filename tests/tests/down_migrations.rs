@@ -1,14 +1,15 @@
 //! Every migration has a working down migration, and sqlx's own runner (the one sqlx-cli
 //! uses) yields exactly the schema the harness snapshots.
 
-use app::{Backend, Db};
-use xtask::db::Conn;
-use xtask::schema::Schema;
+use app::Db;
+use tenantgate::Backend;
+use tenantgate::db::{Conn, Scope};
+use tenantgate::schema::Schema;
 
 async fn up_down_up(backend: Backend) -> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(backend, async |database| {
         let db = Db::connect(&database.url).await?;
-        let migrator = backend.migrator();
+        let migrator = app::TENANTGATE.embedded(backend).unwrap().migrator;
         match &db {
             Db::Postgres(pool) => {
                 migrator.run(pool).await?;
@@ -24,12 +25,12 @@ async fn up_down_up(backend: Backend) -> anyhow::Result<()> {
         db.close().await;
 
         let mut conn = Conn::connect(backend, &database.url).await?;
-        let text = Schema::read(&mut conn, &migrator.table_name)
+        let text = Schema::read(&mut conn, &migrator.table_name, &Scope::Database)
             .await?
             .render();
         conn.close().await;
-        let snapshot_path =
-            xtask::project_root().join(format!("migrations/snapshots/{backend}.snap"));
+        let snapshot_path = tenantgate_harness::workspace::root()
+            .join(format!("migrations/snapshots/{backend}.snap"));
         let snapshot = std::fs::read_to_string(&snapshot_path)?;
         // An insta snapshot is a header between two `---` lines, then the text.
         let body = snapshot.splitn(3, "---\n").nth(2).unwrap_or_default();

@@ -2,18 +2,19 @@
 //! the application role (PostgreSQL) and through the app's tenant-scoped API (both), and
 //! failing when a table leaks, a reference crosses tenants, or the role could bypass RLS.
 
-use app::{Backend, Db};
+use app::Db;
+use tenantgate::Backend;
+use tenantgate::config::{Config, Isolation};
+use tenantgate::db::{Conn, Scope};
+use tenantgate::schema::Schema;
+use tenantgate_harness::isolation::{BehaviourInput, BehaviourReport, run_behaviour};
 use tenantgate_tests::scenarios::{COMPOSITE_FK, PLAIN_FK, add_loyalty_cards, loyalty_cards};
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, with_fresh_database};
-use xtask::config::Config;
-use xtask::db::Conn;
-use xtask::isolation::{BehaviourReport, run_behaviour};
-use xtask::schema::Schema;
 
 /// Migrates a fresh database with the app's embedded migrations (no fixture: every table
 /// is populated by the generator) and runs the cases as `role`, or the app role.
 async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> BehaviourReport {
-    let config = Config::load(&Config::default_path()).unwrap();
+    let mut config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let mut result = None;
     with_fresh_database(backend, async |database| {
         let db = Db::connect(&database.url).await?;
@@ -21,12 +22,23 @@ async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> Behavi
         db.close().await;
         let mut conn = Conn::connect(backend, &database.url).await?;
         let role = match role {
-            Some("current_user") => conn.texts("SELECT current_user::text").await?.remove(0),
-            Some(role) => role.to_string(),
-            None => config.tenancy.app_role.clone(),
+            Some("current_user") => Some(conn.texts("SELECT current_user::text").await?.remove(0)),
+            Some(role) => Some(role.to_string()),
+            None => None,
         };
-        let schema = Schema::read(&mut conn, "_sqlx_migrations").await?;
-        result = Some(run_behaviour(&mut conn, &database.url, &config, &schema, &role).await);
+        if let (Some(role), Isolation::RowLevelSecurity(rls)) =
+            (role, &mut config.tenancy.isolation)
+        {
+            rls.app_role = role;
+        }
+        let schema = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
+        let input = BehaviourInput {
+            url: &database.url,
+            config: &config,
+            schema: &schema,
+            api: Some(&app::api::SHOP_API),
+        };
+        result = Some(run_behaviour(&mut conn, &input).await);
         conn.close().await;
         Ok(())
     })
@@ -39,7 +51,7 @@ async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> Behavi
 async fn every_tenant_owned_table_is_covered_for_three_tenants_on_both_backends() {
     for backend in Backend::ALL {
         let report = cases_on_fresh_database(backend, None).await;
-        let messages: Vec<&str> = report.failures.iter().map(|f| f.message.as_str()).collect();
+        let messages: Vec<String> = report.failures.iter().map(|f| f.render()).collect();
         assert!(messages.is_empty(), "{backend}: {messages:#?}");
         assert_eq!(report.tenants.len(), 3, "{backend}");
         assert_eq!(report.tables, 12, "{backend}: every tenant-owned table");
@@ -58,7 +70,7 @@ async fn every_tenant_owned_table_is_covered_for_three_tenants_on_both_backends(
 async fn running_the_cases_as_a_superuser_is_refused() {
     let report = cases_on_fresh_database(Backend::Postgres, Some("current_user")).await;
     assert_eq!(report.cases, 0, "no case may run as a superuser");
-    let message = &report.failures[0].message;
+    let message = &report.failures[0].render();
     assert!(
         message.contains("refusing to run the isolation cases"),
         "{message}"
@@ -68,7 +80,7 @@ async fn running_the_cases_as_a_superuser_is_refused() {
 
 #[tokio::test]
 async fn the_apps_migrations_pass_the_cases_inside_migrate_test() {
-    let config = Config::load(&Config::default_path()).unwrap();
+    let config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     for report in rehearse(&config, &Backend::ALL).await {
         assert!(
             report.passed(),
@@ -104,7 +116,7 @@ async fn a_table_without_row_level_security_leaks_and_the_cases_show_it() {
     assert_fails_with(
         report,
         "isolation-behaviour",
-        &["SELECT from `loyalty_cards` saw", "of other tenants"],
+        &["SELECT from `loyalty_cards` saw", "of them not tenant"],
     );
     assert_fails_with(
         report,
@@ -128,7 +140,7 @@ async fn a_table_without_row_level_security_leaks_and_the_cases_show_it() {
 }
 
 #[tokio::test]
-async fn a_policy_that_opens_the_table_passes_the_static_rule_but_not_the_cases() {
+async fn a_policy_that_opens_the_table_fails_the_static_rule_and_the_cases() {
     let scratch = Scratch::new().unwrap();
     scratch
         .add_migration(
@@ -145,18 +157,19 @@ CREATE POLICY orders_tenant_isolation ON orders
         .unwrap();
     let reports = rehearse(&scratch.config().unwrap(), &[Backend::Postgres]).await;
     let report = &reports[0];
-    assert!(
-        report
-            .checks
-            .iter()
-            .find(|c| c.name == "rls-policy")
-            .unwrap()
-            .passed()
+    // The rule reads what the policy means: the OR branch admits other tenants' rows.
+    assert_fails_with(
+        report,
+        "rls-policy",
+        &[
+            "policy `orders_tenant_isolation` on `orders`",
+            "admits `total_cents > 0`",
+        ],
     );
     assert_fails_with(
         report,
         "isolation-behaviour",
-        &["SELECT from `orders` saw", "of other tenants"],
+        &["SELECT from `orders` saw", "of them not tenant"],
     );
 }
 

@@ -10,13 +10,14 @@ use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner}
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use app::{Backend, Db, TenantId};
+use app::{Db, TenantId};
+use tenantgate::config::Config;
+use tenantgate::db::{Conn, Scope, quote, quote_table};
+use tenantgate::schema::Schema;
+use tenantgate::{Backend, TenantValue};
+use tenantgate_harness::isolation::{Model, key_text, populate, rows_as_json};
+use tenantgate_harness::provision::Janitor;
 use tenantgate_tests::fresh_database;
-use xtask::config::Config;
-use xtask::db::{Conn, quote};
-use xtask::isolation::{Model, populate, rows_as_json};
-use xtask::provision::Janitor;
-use xtask::schema::Schema;
 
 /// Cases per backend; `TENANTGATE_PROPTEST_CASES` raises it for a longer soak.
 fn cases() -> u32 {
@@ -61,15 +62,19 @@ struct World<'a> {
     admin: Conn,
     db: Db,
     model: Model<'a>,
-    tenants: Vec<i64>,
+    tenants: Vec<TenantValue>,
     role: String,
 }
 
 /// Every row of `tenant`, per table, hashed.
-async fn fingerprint(admin: &mut Conn, model: &Model<'_>, tenant: i64) -> BTreeMap<String, String> {
+async fn fingerprint(
+    admin: &mut Conn,
+    model: &Model<'_>,
+    tenant: &TenantValue,
+) -> BTreeMap<String, String> {
     let mut prints = BTreeMap::new();
     for table in &model.tables {
-        let filter = format!("{} = {tenant}", quote(model.column));
+        let filter = model.belongs(table, "t", tenant);
         let rows = admin
             .texts(&rows_as_json(admin.backend(), table, &filter))
             .await
@@ -84,13 +89,18 @@ async fn fingerprint(admin: &mut Conn, model: &Model<'_>, tenant: i64) -> BTreeM
 }
 
 /// The keys of `tenant`'s rows of table number `table`, as the administrator sees them.
-async fn keys(admin: &mut Conn, model: &Model<'_>, table: usize, tenant: i64) -> Vec<String> {
+async fn keys(
+    admin: &mut Conn,
+    model: &Model<'_>,
+    table: usize,
+    tenant: &TenantValue,
+) -> Vec<String> {
     let table = &model.tables[table];
     let sql = format!(
-        "SELECT CAST({} AS TEXT) FROM {} WHERE {} = {tenant}",
-        quote(table.key.unwrap()),
-        quote(table.name),
-        quote(model.column)
+        "SELECT {} FROM {} t WHERE {}",
+        key_text("t", &table.key),
+        quote_table(table.name),
+        model.belongs(table, "t", tenant)
     );
     let mut keys = admin.texts(&sql).await.unwrap();
     keys.sort();
@@ -109,17 +119,17 @@ impl World<'_> {
             role,
         } = self;
         let backend = *backend;
-        let tenant = tenants[*actor];
+        let tenant = tenants[*actor].clone();
         let table = &model.tables[*table_index];
-        let (name, key) = (table.name.to_string(), table.key.unwrap().to_string());
-        let before: Vec<(i64, BTreeMap<String, String>)> = {
+        let (name, key) = (table.name.to_string(), table.key[0].to_string());
+        let before: Vec<(TenantValue, BTreeMap<String, String>)> = {
             let mut prints = Vec::new();
-            for other in tenants.iter().copied().filter(|t| *t != tenant) {
-                prints.push((other, fingerprint(admin, model, other).await));
+            for other in tenants.iter().filter(|t| **t != tenant) {
+                prints.push((other.clone(), fingerprint(admin, model, other).await));
             }
             prints
         };
-        let scoped_tenant = db.tenant(TenantId(tenant));
+        let scoped_tenant = db.tenant(TenantId(tenant.as_str().parse().unwrap()));
         let scoped = scoped_tenant.table(&name).unwrap();
         let text_column = table
             .table
@@ -139,12 +149,12 @@ impl World<'_> {
             Operation::Read => {
                 let mut seen = scoped.keys(&key).await.unwrap();
                 seen.sort();
-                let owned = keys(admin, model, *table_index, tenant).await;
+                let owned = keys(admin, model, *table_index, &tenant).await;
                 prop_assert_eq!(seen, owned, "tenant {} read `{}`", tenant, name);
             }
             Operation::InsertCopy { source } => {
-                let source = tenants[*source];
-                let filter = format!("{} = {source}", quote(model.column));
+                let source = tenants[*source].clone();
+                let filter = model.belongs(table, "t", &source);
                 let rows = admin
                     .texts(&rows_as_json(backend, table, &filter))
                     .await
@@ -171,8 +181,8 @@ impl World<'_> {
                 }
             }
             Operation::Update { target, text } => {
-                let target = tenants[*target];
-                let keys = keys(admin, model, *table_index, target).await;
+                let target = tenants[*target].clone();
+                let keys = keys(admin, model, *table_index, &target).await;
                 if let Some(column) = &text_column {
                     let mut values = Map::new();
                     values.insert(column.clone(), Value::from(text.clone()));
@@ -190,8 +200,8 @@ impl World<'_> {
                 }
             }
             Operation::Delete { target, pick } => {
-                let target = tenants[*target];
-                let keys = keys(admin, model, *table_index, target).await;
+                let target = tenants[*target].clone();
+                let keys = keys(admin, model, *table_index, &target).await;
                 if !keys.is_empty() {
                     let one = keys[pick % keys.len()].clone();
                     let deleted = scoped.delete(&key, &[one]).await;
@@ -212,10 +222,10 @@ impl World<'_> {
                     raw_as_tenant(
                         conn,
                         role,
-                        tenant,
+                        &tenant,
                         &format!(
                             "UPDATE {} SET {} = {}",
-                            quote(&name),
+                            quote_table(&name),
                             quote(column),
                             xtask_literal(text)
                         ),
@@ -225,18 +235,23 @@ impl World<'_> {
             }
             Operation::RawDeleteEverything => {
                 if let Conn::Postgres(conn) = &mut *admin {
-                    raw_as_tenant(conn, role, tenant, &format!("DELETE FROM {}", quote(&name)))
-                        .await;
+                    raw_as_tenant(
+                        conn,
+                        role,
+                        &tenant,
+                        &format!("DELETE FROM {}", quote_table(&name)),
+                    )
+                    .await;
                 }
             }
         }
         for (other, print) in before {
-            let after = fingerprint(admin, model, other).await;
+            let after = fingerprint(admin, model, &other).await;
             prop_assert_eq!(
                 print,
                 after,
                 "tenant {}'s data changed after tenant {} ran {:?} on `{}`",
-                other,
+                &other,
                 tenant,
                 operation,
                 name
@@ -252,7 +267,7 @@ fn xtask_literal(text: &str) -> String {
 
 /// Runs a statement as the app role for `tenant` and commits it; failures are allowed
 /// (a DELETE of parents is refused by their children), leaks are not.
-async fn raw_as_tenant(conn: &mut sqlx::PgConnection, role: &str, tenant: i64, sql: &str) {
+async fn raw_as_tenant(conn: &mut sqlx::PgConnection, role: &str, tenant: &TenantValue, sql: &str) {
     let script = format!(
         "BEGIN; SET LOCAL ROLE {}; SELECT set_config('app.tenant_id', '{tenant}', true); {sql}; COMMIT;",
         quote(role)
@@ -269,20 +284,26 @@ async fn raw_as_tenant(conn: &mut sqlx::PgConnection, role: &str, tenant: i64, s
 fn check_backend(backend: Backend) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let janitor = Janitor::new();
-    let config = Config::load(&Config::default_path()).unwrap();
+    let config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let database = runtime.block_on(fresh_database(backend, &janitor)).unwrap();
     let (mut admin, schema) = runtime.block_on(async {
         let db = Db::connect(&database.url).await.unwrap();
         db.migrate().await.unwrap();
         db.close().await;
         let mut admin = Conn::connect(backend, &database.url).await.unwrap();
-        let schema = Schema::read(&mut admin, "_sqlx_migrations").await.unwrap();
+        let schema = Schema::read(&mut admin, "_sqlx_migrations", &Scope::Database)
+            .await
+            .unwrap();
         (admin, schema)
     });
-    let model = Model::new(&config, &schema);
-    let tenants = runtime.block_on(populate(&mut admin, &model)).unwrap();
+    let model = Model::new(&config, &schema, backend).unwrap();
+    let tenants = runtime
+        .block_on(populate(&mut admin, &model))
+        .unwrap()
+        .tenants;
+    let role = config.row_level_security().unwrap().app_role.clone();
     let db = runtime
-        .block_on(Db::connect_as(&database.url, &config.tenancy.app_role))
+        .block_on(Db::connect_as(&database.url, &role))
         .unwrap();
     let tables = model.tables.len();
     let world = std::cell::RefCell::new(World {
@@ -291,7 +312,7 @@ fn check_backend(backend: Backend) {
         db,
         model,
         tenants,
-        role: config.tenancy.app_role.clone(),
+        role,
     });
     let mut runner = TestRunner::new(ProptestConfig {
         cases: cases(),

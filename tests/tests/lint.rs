@@ -3,10 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use app::Backend;
+use tenantgate::Backend;
+use tenantgate_harness::folder::Folder;
+use tenantgate_harness::lint::{Finding, Status, lint_migration};
 use tenantgate_tests::Scratch;
-use xtask::folder::Folder;
-use xtask::lint::{Finding, Status, lint_migration};
 
 /// Lints `up` (with `down`) as migration 0008 of `backend`.
 fn lint(backend: Backend, up: &str, down: &str) -> Vec<Finding> {
@@ -400,7 +400,7 @@ ALTER TABLE new_stations RENAME TO stations;"
         .find(|f| f.rule == "sqlite-rebuild-drops-foreign-keys")
         .unwrap();
     assert!(
-        finding.message.contains("`stations`") && finding.message.contains("stores"),
+        finding.render().contains("`stations`") && finding.render().contains("stores"),
         "{}",
         finding.message
     );
@@ -445,7 +445,7 @@ fn findings_name_the_file_and_line_and_fit_github_annotations() {
         finding.file
     );
     assert_eq!(finding.line, 3);
-    let annotations = xtask::lint::github_annotations(&findings);
+    let annotations = tenantgate_harness::lint::github_annotations(&findings);
     let line = annotations
         .lines()
         .find(|l| l.contains("renaming-column"))
@@ -462,17 +462,17 @@ fn findings_name_the_file_and_line_and_fit_github_annotations() {
 fn the_repository_migrations_have_no_unacknowledged_findings_in_new_work() {
     // Every migration of the repository is locked: the lint of new work is empty, and the
     // lint of everything reports history without failing.
-    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let config = tenantgate::config::Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     for backend in Backend::ALL {
-        let folder = Folder::read(config.migrations_dir(backend)).unwrap();
-        let integrity = xtask::lock::check(&folder);
+        let folder = Folder::read(config.migrations_dir(backend).unwrap()).unwrap();
+        let integrity = tenantgate_harness::lock::check(&folder);
         assert!(integrity.new.is_empty(), "{backend}: unlocked migrations");
         let locked: BTreeSet<i64> = folder.migrations.iter().map(|m| m.version).collect();
-        let all = xtask::lint::lint_folder(
+        let all = tenantgate_harness::lint::lint_folder(
             &config,
             backend,
             &folder,
-            &xtask::lint::Selection::All { locked: &locked },
+            &tenantgate_harness::lint::Selection::All { locked: &locked },
         );
         assert!(all.iter().all(|f| f.status != Status::Error), "{backend}");
     }

@@ -4,19 +4,18 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use app::Backend;
-use app::config::Config;
-use app::live::{Options, Outcome, Report, Source, Status, Target};
+use tenantgate::Backend;
+use tenantgate::live::{Options, Outcome, Report, Source, Status, Target};
 use tenantgate_tests::Scratch;
 use tenantgate_tests::live::{applied_versions, options, prepare, scratch_source, state};
 
-fn step<'r>(report: &'r Report, name: &str) -> &'r app::live::report::Step {
+fn step<'r>(report: &'r Report, name: &str) -> &'r tenantgate::live::report::Step {
     report
         .step(name)
         .unwrap_or_else(|| panic!("no `{name}` step in:\n{}", report.render()))
 }
 
-fn failed_check<'r>(report: &'r Report, name: &str) -> &'r app::live::report::Check {
+fn failed_check<'r>(report: &'r Report, name: &str) -> &'r tenantgate::live::report::Check {
     report
         .failed_checks()
         .find(|(_, c)| c.name == name)
@@ -42,7 +41,14 @@ fn spawn_migrate(
 
 async fn run(source: &Source<'_>, url: &str, options: &Options) -> Report {
     let target = Target::new(url).expect("a url");
-    app::live::migrate(source, &Config::embedded(), &target, options, &mut |_| {}).await
+    tenantgate::live::migrate(
+        source,
+        &app::TENANTGATE.config().unwrap(),
+        &target,
+        options,
+        &mut |_| {},
+    )
+    .await
 }
 
 async fn clean_run(backend: Backend) -> anyhow::Result<()> {
@@ -50,7 +56,7 @@ async fn clean_run(backend: Backend) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
         let report = run(
-            &Source::embedded(backend),
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
             &database.url,
             &options(dir.path()),
         )
@@ -80,7 +86,7 @@ async fn clean_run(backend: Backend) -> anyhow::Result<()> {
 
         // The backup is where the report says, with its sha256 beside it.
         let backup = report.backup.as_ref().expect("a backup");
-        let (sha256, _) = app::live::backup::sha256_file(Path::new(&backup.path))?;
+        let (sha256, _) = tenantgate::live::backup::sha256_file(Path::new(&backup.path))?;
         assert_eq!(sha256, backup.sha256);
         let sum = std::fs::read_to_string(format!("{}.sha256", backup.path))?;
         assert!(sum.starts_with(&sha256), "{sum}");
@@ -102,16 +108,16 @@ async fn clean_run(backend: Backend) -> anyhow::Result<()> {
 
         // Again: nothing pending, no backup, verified.
         let again = run(
-            &Source::embedded(backend),
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
             &database.url,
             &options(dir.path()),
         )
         .await;
         assert_eq!(again.outcome, Outcome::UpToDate, "{}", again.render());
         assert!(again.backup.is_none());
-        let verified = app::live::verify_database(
-            &Source::embedded(backend),
-            &Config::embedded(),
+        let verified = tenantgate::live::verify_database(
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
+            &app::TENANTGATE.config().unwrap(),
             &Target::new(&database.url)?,
         )
         .await;
@@ -137,7 +143,7 @@ async fn dry_run(backend: Backend) -> anyhow::Result<()> {
         prepare(&database.url, 3, dir.path()).await?;
         let before = state(&database.url).await?;
         let report = run(
-            &Source::embedded(backend),
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
             &database.url,
             &Options {
                 dry_run: true,
@@ -246,7 +252,7 @@ async fn rolled_back(backend: Backend, backup: bool) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
         run(
-            &Source::embedded(backend),
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
             &database.url,
             &Options {
                 backup: false,
@@ -322,7 +328,7 @@ async fn postgres_failure_without_a_backup_is_reverted_with_down_migrations() ->
         let dir = tempfile::tempdir()?;
         prepare(&database.url, 3, dir.path()).await?;
         run(
-            &Source::embedded(Backend::Postgres),
+            &Source::of(&app::TENANTGATE, Backend::Postgres).unwrap(),
             &database.url,
             &Options {
                 backup: false,
@@ -603,9 +609,12 @@ async fn drift_reported_by_verify(backend: Backend) -> anyhow::Result<()> {
         conn.execute("ALTER TABLE customers ADD COLUMN nickname TEXT")
             .await?;
         conn.close().await;
-        let report =
-            app::live::verify_database(&Source::embedded(backend), &Config::embedded(), &target)
-                .await;
+        let report = tenantgate::live::verify_database(
+            &Source::of(&app::TENANTGATE, backend).unwrap(),
+            &app::TENANTGATE.config().unwrap(),
+            &target,
+        )
+        .await;
         assert_eq!(report.outcome, Outcome::Failed, "{}", report.render());
         let drift = failed_check(&report, "drift");
         assert!(
@@ -663,14 +672,14 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         // tenant_03 has a table of its own where 0001 creates `currencies`.
         conn.execute("CREATE TABLE tenant_03.currencies (code int)").await?;
         conn.close().await;
-        let fanout = app::live::fanout::Fanout { pattern: "tenant_%".to_string(), jobs: 4, fail_fast: false };
+        let fanout = tenantgate::live::fanout::Fanout { pattern: "tenant_%".to_string(), jobs: 4, fail_fast: false };
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = std::sync::Arc::clone(&lines);
-        let progress: app::live::fanout::Progress =
+        let progress: tenantgate::live::fanout::Progress =
             std::sync::Arc::new(std::sync::Mutex::new(move |line: &str| sink.lock().unwrap().push(line.to_string())));
-        let config = Config::embedded();
-        let source = Source::embedded(Backend::Postgres);
-        let report = app::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, progress.clone()).await;
+        let config = app::TENANTGATE.config().unwrap();
+        let source = Source::of(&app::TENANTGATE, Backend::Postgres).unwrap();
+        let report = tenantgate::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, progress.clone()).await;
         assert_eq!(report.schemas.len(), 10);
         let broken: Vec<_> = report.schemas.iter().filter(|s| !s.ok).collect();
         assert_eq!(broken.len(), 1, "{}", report.render());
@@ -686,7 +695,7 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         assert!(lines.lock().unwrap().iter().any(|l| l.starts_with("[10/10]")), "progress per schema");
         // Every healthy schema verifies on its own, and tenant_03 is as it was.
         for schema in report.schemas.iter().filter(|s| s.ok) {
-            let verified = app::live::verify_database(&source, &config, &base.in_schema(&schema.schema)).await;
+            let verified = tenantgate::live::verify_database(&source, &config, &base.in_schema(&schema.schema)).await;
             assert_eq!(verified.outcome, Outcome::UpToDate, "{}", verified.render());
         }
         let mut conn = base.in_schema("tenant_03").connect(false).await?;
@@ -695,7 +704,7 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         assert_eq!(tables, ["currencies"]);
 
         // A re-run is a no-op for the migrated schemas and fails tenant_03 again.
-        let again = app::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, progress).await;
+        let again = tenantgate::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, progress).await;
         let up_to_date = again.schemas.iter().filter(|s| s.outcome == "up-to-date").count();
         assert_eq!(up_to_date, 9, "{}", again.render());
         assert!(again.verdict().contains("1 of 10 schemas failed"), "{}", again.verdict());
@@ -708,9 +717,9 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         }
         conn.close().await;
         let (sink, _) = std::sync::mpsc::channel::<String>();
-        let quiet: app::live::fanout::Progress =
+        let quiet: tenantgate::live::fanout::Progress =
             std::sync::Arc::new(std::sync::Mutex::new(move |line: &str| drop(sink.send(line.to_string()))));
-        let drifted = app::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, quiet).await;
+        let drifted = tenantgate::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, quiet).await;
         let failed: Vec<_> = drifted.schemas.iter().filter(|s| !s.ok && s.schema != "tenant_03").collect();
         assert_eq!(failed.len(), 9, "{}", drifted.render());
         assert!(failed.iter().all(|s| s.outcome == "failed" && s.error.as_deref().unwrap_or_default().contains("nickname")), "{}", drifted.render());

@@ -3,9 +3,9 @@
 //! TENANTGATE_LIVE_ROWS sets the rows per table (default 1000; the closing note of the
 //! live-runner issue used 100000). Run with `--no-capture` to see the table.
 
-use app::Backend;
-use app::config::Config;
-use app::live::{Outcome, Report, Source, Target};
+use tenantgate::Backend;
+use tenantgate::config::Config;
+use tenantgate::live::{Outcome, Report, Source, Target};
 use tenantgate_tests::Scratch;
 use tenantgate_tests::live::{options, prepare, scratch_source, state};
 
@@ -23,19 +23,29 @@ fn seconds(report: &Report, step: &str) -> f64 {
 async fn at_volume(backend: Backend) -> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(backend, async |database| {
         let dir = tempfile::tempdir()?;
-        let config = Config::load(&Config::default_path())?;
-        prepare(&database.url, config.seed_at_version, dir.path()).await?;
+        let config = Config::load(&tenantgate_tests::demo_config_path())?;
+        prepare(
+            &database.url,
+            config.fixtures.as_ref().unwrap().seed_at_version,
+            dir.path(),
+        )
+        .await?;
         let target = Target::new(&database.url)?;
         let mut conn = target.connect(false).await?;
-        let schema = app::schema::Schema::read(&mut conn, "_sqlx_migrations").await?;
+        let schema = tenantgate::schema::Schema::read(
+            &mut conn,
+            "_sqlx_migrations",
+            &tenantgate::db::Scope::Database,
+        )
+        .await?;
         let started = std::time::Instant::now();
-        xtask::volume::generate(&mut conn, &config, &schema, rows(), 1)
+        tenantgate_harness::volume::generate(&mut conn, &config, &schema, rows(), 1)
             .await
-            .map_err(|f| anyhow::format_err!(f.describe()))?;
+            .map_err(|f| anyhow::format_err!(f.render()))?;
         let generated = started.elapsed().as_secs_f64();
         conn.close().await;
 
-        let migrated = app::live::migrate(&Source::embedded(backend), &config, &target, &options(dir.path()), &mut |_| {}).await;
+        let migrated = tenantgate::live::migrate(&Source::of(&app::TENANTGATE, backend)?, &config, &target, &options(dir.path()), &mut |_| {}).await;
         assert_eq!(migrated.outcome, Outcome::Migrated, "{}", migrated.render());
 
         // A migration after the tenancy ones fails halfway: restored from the backup.
@@ -49,7 +59,7 @@ async fn at_volume(backend: Backend) -> anyhow::Result<()> {
             "ALTER TABLE customers DROP COLUMN x;\n",
         )?;
         let before = state(&database.url).await?;
-        let failed = app::live::migrate(&scratch_source(&scratch, backend).await?, &config, &target, &options(dir.path()), &mut |_| {}).await;
+        let failed = tenantgate::live::migrate(&scratch_source(&scratch, backend).await?, &config, &target, &options(dir.path()), &mut |_| {}).await;
         assert_eq!(failed.outcome, Outcome::RolledBack, "{}", failed.render());
         assert_eq!(state(&database.url).await?, before);
 

@@ -1,14 +1,13 @@
 //! `migrate-test`'s rehearsal on real databases: the app's own migrations pass, and each
 //! way of breaking a scratch copy of them fails with a message naming what broke.
 
-use app::Backend;
-use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
-use xtask::config::Config;
+use tenantgate::Backend;
+use tenantgate_harness::rehearsal::Options;
+use tenantgate_tests::{Scratch, assert_fails_with, demo_app, failures, rehearse, rehearse_app};
 
 #[tokio::test]
 async fn the_apps_migrations_pass_on_both_backends_and_preserve_every_fixture_row() {
-    let config = Config::load(&Config::default_path()).unwrap();
-    let reports = rehearse(&config, &Backend::ALL).await;
+    let reports = rehearse_app(&demo_app(), &Backend::ALL, Options::default()).await;
     assert_eq!(reports.len(), 2);
     for report in &reports {
         assert!(
@@ -18,8 +17,8 @@ async fn the_apps_migrations_pass_on_both_backends_and_preserve_every_fixture_ro
             failures(report)
         );
         assert_eq!(
-            report.source, "embedded in app",
-            "the harness must test what app embeds"
+            report.source, "embedded in the app",
+            "the harness must test what the app embeds"
         );
         assert_eq!(report.steps.len(), report.migrations_total);
         let row_counts = report
@@ -130,12 +129,12 @@ async fn a_backfill_that_misses_rows_is_caught() {
         .expect("0006 cannot make orders.tenant_id NOT NULL");
     assert!(
         fatal
-            .message
+            .render()
             .contains("migrations/postgres/0006_enforce_tenant_id.up.sql"),
         "{}",
-        fatal.message
+        fatal.render()
     );
-    assert!(fatal.message.contains("null values"), "{}", fatal.message);
+    assert!(fatal.render().contains("null values"), "{}", fatal.render());
 }
 
 #[tokio::test]
@@ -184,11 +183,15 @@ async fn a_sql_error_names_the_file_and_line() {
     let reports = rehearse(&scratch.config().unwrap(), &[Backend::Postgres]).await;
     let fatal = reports[0].fatal.as_ref().expect("the migration fails");
     assert!(
-        fatal.message.contains("0008_broken.up.sql:3"),
+        fatal.render().contains("0008_broken.up.sql:3"),
         "{}",
-        fatal.message
+        fatal.render()
     );
-    assert!(fatal.message.contains("syntax error"), "{}", fatal.message);
+    assert!(
+        fatal.render().contains("syntax error"),
+        "{}",
+        fatal.render()
+    );
     assert_eq!(
         reports[0].steps.len(),
         7,

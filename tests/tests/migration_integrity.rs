@@ -1,10 +1,10 @@
 //! The lock files, backend parity and `new-migration`, on scratch copies of the
 //! repository's migrations (no database needed: these run before one exists).
 
-use app::Backend;
+use tenantgate::Backend;
+use tenantgate_harness::folder::{Folder, create_migration};
+use tenantgate_harness::lock;
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
-use xtask::folder::{Folder, create_migration};
-use xtask::lock;
 
 fn integrity(scratch: &Scratch, backend: Backend) -> lock::Integrity {
     lock::check(&Folder::read(&scratch.migrations_dir(backend)).unwrap())
@@ -12,7 +12,7 @@ fn integrity(scratch: &Scratch, backend: Backend) -> lock::Integrity {
 
 /// Every integrity failure message, one string each.
 fn messages(integrity: &lock::Integrity) -> Vec<String> {
-    integrity.failures.iter().map(|f| f.describe()).collect()
+    integrity.failures.iter().map(|f| f.render()).collect()
 }
 
 fn assert_reported(integrity: &lock::Integrity, needles: &[&str]) {
@@ -27,10 +27,10 @@ fn assert_reported(integrity: &lock::Integrity, needles: &[&str]) {
 
 #[test]
 fn the_repository_lock_files_are_current() {
-    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let config = tenantgate::config::Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let mut stale = Vec::new();
     for backend in Backend::ALL {
-        let folder = Folder::read(config.migrations_dir(backend)).unwrap();
+        let folder = Folder::read(config.migrations_dir(backend).unwrap()).unwrap();
         let on_disk = std::fs::read_to_string(lock::path(&folder.dir)).unwrap_or_default();
         if on_disk != lock::render(&folder) {
             stale.push(backend.name());
@@ -234,20 +234,23 @@ fn a_migration_on_one_backend_only_breaks_parity_unless_exempted() {
     let config = scratch.config().unwrap();
     let postgres = Folder::read(&scratch.migrations_dir(Backend::Postgres)).unwrap();
     let sqlite = Folder::read(&scratch.migrations_dir(Backend::Sqlite)).unwrap();
-    let found = xtask::parity::check(&config, Backend::Postgres, &postgres, &sqlite);
+    let found = tenantgate_harness::parity::check(&config, Backend::Postgres, &postgres, &sqlite);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(
         found[0]
-            .message
+            .render()
             .contains("0008_add_pg_trgm.up.sql has no sqlite counterpart")
     );
-    assert!(found[0].message.contains("[[parity_exemptions]]"));
+    assert!(found[0].render().contains("[[parity_exemptions]]"));
 
     scratch
         .exempt_from_parity("0008_add_pg_trgm", Backend::Postgres)
         .unwrap();
     let config = scratch.config().unwrap();
-    assert!(xtask::parity::check(&config, Backend::Postgres, &postgres, &sqlite).is_empty());
+    assert!(
+        tenantgate_harness::parity::check(&config, Backend::Postgres, &postgres, &sqlite)
+            .is_empty()
+    );
 
     // An exemption whose migration is gone is stale.
     for suffix in ["up", "down"] {
@@ -259,9 +262,9 @@ fn a_migration_on_one_backend_only_breaks_parity_unless_exempted() {
         .unwrap();
     }
     let postgres = Folder::read(&scratch.migrations_dir(Backend::Postgres)).unwrap();
-    let found = xtask::parity::check(&config, Backend::Postgres, &postgres, &sqlite);
+    let found = tenantgate_harness::parity::check(&config, Backend::Postgres, &postgres, &sqlite);
     assert!(
-        found.iter().any(|f| f.message.contains("is stale")),
+        found.iter().any(|f| f.render().contains("is stale")),
         "{found:#?}"
     );
 }
@@ -290,11 +293,11 @@ fn the_same_version_under_two_names_breaks_parity() {
     let config = scratch.config().unwrap();
     let postgres = Folder::read(&scratch.migrations_dir(Backend::Postgres)).unwrap();
     let sqlite = Folder::read(&scratch.migrations_dir(Backend::Sqlite)).unwrap();
-    let found = xtask::parity::check(&config, Backend::Sqlite, &sqlite, &postgres);
+    let found = tenantgate_harness::parity::check(&config, Backend::Sqlite, &sqlite, &postgres);
     assert!(
         found
             .iter()
-            .any(|f| f.message.contains("share version 8 but not a name")),
+            .any(|f| f.render().contains("share version 8 but not a name")),
         "{found:#?}"
     );
 }
@@ -328,7 +331,8 @@ fn new_migration_creates_the_pair_in_both_folders_with_the_next_version() {
         let found = lock::check(&folder);
         assert!(found.failures.is_empty(), "{:#?}", messages(&found));
         assert_eq!(found.new.len(), 1);
-        let findings = xtask::lint::lint_migration(&config, backend, &folder, &found.new[0]);
+        let findings =
+            tenantgate_harness::lint::lint_migration(&config, backend, &folder, &found.new[0]);
         assert!(
             findings.iter().any(|f| f.rule == "missing-down-migration"),
             "{findings:#?}"
@@ -391,7 +395,7 @@ async fn migrate_test_reports_integrity_parity_and_lint_per_backend() {
         "{:#?}",
         failures(sqlite)
     );
-    let table = xtask::report::safety_table(&reports);
+    let table = tenantgate_harness::report::safety_table(&reports);
     assert!(table.contains("integrity"), "{table}");
     let postgres_row = table.lines().find(|l| l.starts_with("postgres")).unwrap();
     assert!(

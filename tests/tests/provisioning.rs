@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
-use xtask::provision::{self, Janitor, PgOptions, PgProviderChoice, find_bindir};
+use tenantgate_harness::provision::{self, Janitor, PgOptions, PgProviderChoice, find_bindir};
 
 async fn connects(url: &str) -> bool {
     matches!(

@@ -2,13 +2,13 @@
 //! naming the gate, the table and the rule. (The full release, with its release build, is
 //! run by `.github/workflows/release.yml` and measured in the closing notes.)
 
-use app::Backend;
+use tenantgate::Backend;
+use tenantgate_harness::commands::release::{Outcome, Release};
+use tenantgate_harness::provision::PgProviderChoice;
 use tenantgate_tests::Scratch;
 use tenantgate_tests::scenarios::{PLAIN_FK, add_loyalty_cards};
-use xtask::provision::PgProviderChoice;
-use xtask::release::Release;
 
-fn release_with(scratch: &Scratch) -> xtask::release::Outcome {
+fn release_with(scratch: &Scratch) -> Outcome {
     Release {
         allow_dirty: true,
         config: Some(scratch.config_path()),
@@ -16,7 +16,7 @@ fn release_with(scratch: &Scratch) -> xtask::release::Outcome {
         pg_image: None,
         pg_url: None,
     }
-    .run()
+    .run(&tenantgate_tests::demo_project())
     .unwrap()
 }
 

@@ -1,14 +1,23 @@
 //! Invariants of the repository, enforced by plain `cargo test`.
 
-use app::Backend;
+use tenantgate::Backend;
+use tenantgate::config::Config;
+use tenantgate_harness::migration_set::{MigrationSet, compare_with_embedded};
 use tenantgate_tests::Scratch;
-use xtask::config::Config;
-use xtask::migration_set::{MigrationSet, compare_with_embedded};
+
+fn demo_dir(backend: Backend) -> std::path::PathBuf {
+    Config::load(&tenantgate_tests::demo_config_path())
+        .unwrap()
+        .migrations_dir(backend)
+        .unwrap()
+        .to_path_buf()
+}
 
 #[tokio::test]
 async fn the_embedded_migrations_are_the_files_on_disk() {
+    let config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     for backend in Backend::ALL {
-        let set = MigrationSet::load(backend, std::path::Path::new(backend.embedded_dir()))
+        let set = MigrationSet::load(&config, backend, Some(&app::TENANTGATE))
             .await
             .unwrap();
         assert!(
@@ -37,27 +46,28 @@ async fn an_edited_file_is_named_when_it_differs_from_the_embedded_copy() {
     )
     .unwrap();
     let error = compare_with_embedded(
+        &scratch.config().unwrap(),
         Backend::Postgres,
-        &scratch.migrations_dir(Backend::Postgres),
+        &app::TENANTGATE,
     )
     .await
     .unwrap_err()
     .to_string();
     assert!(
-        error.contains("0002_create_sales.up.sql differs from the copy embedded in app"),
+        error.contains("0002_create_sales.up.sql differs from the copy embedded in the app"),
         "{error}"
     );
     assert!(
-        error.contains("embedded in app but no longer on disk"),
+        error.contains("embedded in the app but no longer on disk"),
         "{error}"
     );
-    assert!(error.contains("cargo build -p app"), "{error}");
+    assert!(error.contains("rebuild the app (`cargo build`)"), "{error}");
 }
 
 #[test]
 fn both_backends_carry_the_same_versions_and_names() {
     let names = |backend: Backend| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(backend.embedded_dir())
+        let mut names: Vec<String> = std::fs::read_dir(demo_dir(backend))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -71,7 +81,7 @@ fn both_backends_carry_the_same_versions_and_names() {
 fn every_migration_has_a_non_empty_down_migration() {
     let mut missing = Vec::new();
     for backend in Backend::ALL {
-        for entry in std::fs::read_dir(backend.embedded_dir()).unwrap() {
+        for entry in std::fs::read_dir(demo_dir(backend)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if let Some(stem) = name.strip_suffix(".up.sql") {
@@ -103,7 +113,7 @@ fn a_bad_configuration_says_what_is_wrong() {
     .unwrap();
     let error = format!("{:#}", Config::load(&path).unwrap_err());
     assert!(
-        error.contains("tenantgate.toml is not a valid harness configuration"),
+        error.contains("tenantgate.toml is not a valid Tenantgate configuration"),
         "{error}"
     );
     assert!(error.contains("colum"), "{error}");

@@ -1,9 +1,9 @@
 //! The reversibility pass on real databases: up → down must restore the schema exactly and
 //! keep every row, then up runs again; and `--rows N` volume on both backends.
 
-use app::Backend;
+use tenantgate::Backend;
+use tenantgate_harness::rehearsal::{BackendReport, Options};
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, rehearse_with};
-use xtask::rehearsal::{BackendReport, Options};
 
 /// Adds migration 0008 to both backends.
 fn add_both(scratch: &Scratch, name: &str, up: &str, down: &str) {
@@ -25,7 +25,7 @@ fn failed_checks(report: &BackendReport) -> Vec<&'static str> {
 
 #[tokio::test]
 async fn the_repository_migrations_reverse_cleanly_on_both_backends() {
-    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let config = tenantgate::config::Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     for report in rehearse(&config, &Backend::ALL).await {
         let outcome = report
             .checks
@@ -69,7 +69,7 @@ async fn a_down_migration_that_leaves_a_column_behind_fails_with_the_diff() {
             .find(|(check, _)| *check == "reversibility")
             .unwrap()
             .1
-            .message
+            .problem
             .clone();
         assert!(
             failure
@@ -217,7 +217,7 @@ async fn a_missing_down_migration_fails_unless_marked() {
 
 #[tokio::test]
 async fn generated_volume_passes_every_check_on_both_backends() {
-    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let config = tenantgate::config::Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let options = Options {
         rows: 2_000,
         ..Options::default()
@@ -274,18 +274,24 @@ async fn generated_volume_exposes_a_backfill_that_only_covers_the_fixture() {
 
 /// Every generated row of every table, as text, after `--rows 300` with `seed`.
 async fn generated_rows(backend: Backend, seed: u64) -> Vec<String> {
-    let config = xtask::config::Config::load(&xtask::config::Config::default_path()).unwrap();
+    let config = tenantgate::config::Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let mut rows = Vec::new();
     tenantgate_tests::with_fresh_database(backend, async |database| {
-        let mut conn = xtask::db::Conn::connect(backend, &database.url).await?;
+        let mut conn = tenantgate::db::Conn::connect(backend, &database.url).await?;
+        let migrator = app::TENANTGATE.embedded(backend).unwrap().migrator;
         match &mut conn {
-            xtask::db::Conn::Postgres(c) => backend.migrator().run_to(3, c).await?,
-            xtask::db::Conn::Sqlite(c) => backend.migrator().run_to(3, c).await?,
+            tenantgate::db::Conn::Postgres(c) => migrator.run_to(3, c).await?,
+            tenantgate::db::Conn::Sqlite(c) => migrator.run_to(3, c).await?,
         }
-        let schema = xtask::schema::Schema::read(&mut conn, "_sqlx_migrations").await?;
-        let tables = xtask::volume::generate(&mut conn, &config, &schema, 300, seed)
+        let schema = tenantgate::schema::Schema::read(
+            &mut conn,
+            "_sqlx_migrations",
+            &tenantgate::db::Scope::Database,
+        )
+        .await?;
+        let tables = tenantgate_harness::volume::generate(&mut conn, &config, &schema, 300, seed)
             .await
-            .map_err(|failure| anyhow::anyhow!(failure.message))?;
+            .map_err(|failure| anyhow::anyhow!(failure.render()))?;
         for table in tables {
             let columns: Vec<String> = schema.tables[&table]
                 .columns
@@ -293,14 +299,14 @@ async fn generated_rows(backend: Backend, seed: u64) -> Vec<String> {
                 .map(|c| {
                     format!(
                         "coalesce(CAST({} AS TEXT), 'NULL')",
-                        xtask::db::quote(&c.name)
+                        tenantgate::db::quote(&c.name)
                     )
                 })
                 .collect();
             let sql = format!(
                 "SELECT {} FROM {} ORDER BY 1",
                 columns.join(" || '|' || "),
-                xtask::db::quote(&table)
+                tenantgate::db::quote(&table)
             );
             rows.extend(conn.texts(&sql).await?);
         }

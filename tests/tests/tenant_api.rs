@@ -1,8 +1,9 @@
 //! The app's tenant-scoped API on real PostgreSQL and SQLite: tenant A never sees or
 //! changes tenant B's rows, and a row can never point at another tenant's row.
 
-use app::{Backend, Db, TenantId};
+use app::{Db, TenantId};
 use sqlx::Executor;
+use tenantgate::Backend;
 
 const SHOPS: [(i64, &str); 3] = [
     (10, "acme-repairs"),

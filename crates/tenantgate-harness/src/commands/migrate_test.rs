@@ -1,0 +1,202 @@
+//! `cargo xtask migrate-test`: flags, the run, the report, the exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use tenantgate::Backend;
+
+use crate::provision::{self, Janitor, PgOptions, PgProviderChoice};
+use crate::rehearsal::AppUnderTest;
+use crate::{Project, rehearsal, report};
+
+#[derive(Args)]
+pub(crate) struct MigrateTest {
+    /// Backend to rehearse; every configured one when not given.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Where PostgreSQL comes from.
+    #[arg(long, value_enum, default_value = "auto")]
+    pg_provider: PgProviderChoice,
+    /// PostgreSQL image for testcontainers [env: TENANTGATE_PG_IMAGE, default: postgres:15].
+    #[arg(long)]
+    pg_image: Option<String>,
+    /// Existing PostgreSQL server to create a throwaway database on [env: TENANTGATE_PG_URL].
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// Another app's tenantgate.toml, relative to the current folder: its folders are
+    /// read from disk [default: the app's own, with the migrations it embeds].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Keep the databases of a failed run, and print how to connect to them.
+    #[arg(long)]
+    keep: bool,
+    /// Accept the schema snapshots as they are now (INSTA_UPDATE=always).
+    #[arg(long)]
+    accept: bool,
+    /// Where to write the JUnit report [default: target/tenantgate/migrate-test.xml].
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Also print the time of every migration.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Generated rows per table, added to the fixture before the tenancy migrations
+    /// (deterministic); the checks then run at that volume, e.g. `--rows 100000`.
+    #[arg(long, default_value_t = 0)]
+    rows: u64,
+    /// Seed of the row generator for `--rows` (same seed, same rows).
+    #[arg(long, default_value_t = 1)]
+    rows_seed: u64,
+    /// Skip the reversibility pass (up, down, compare, up again for every migration).
+    #[arg(long)]
+    no_reversibility: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Postgres,
+    Sqlite,
+}
+
+impl MigrateTest {
+    pub(crate) fn run(self, project: &Project<'_>) -> anyhow::Result<ExitCode> {
+        let app = under_test(project, self.config.as_deref())?;
+        if self.accept {
+            // SAFETY: no other thread exists yet; the runtime starts below. Forced, so
+            // that a snapshot whose text is current but whose header is not is rewritten.
+            unsafe {
+                std::env::set_var("INSTA_UPDATE", "always");
+                std::env::set_var("INSTA_FORCE_UPDATE", "1");
+            }
+        }
+        let pg = PgOptions::from_flags(
+            self.pg_provider,
+            self.pg_image.as_deref(),
+            self.pg_url.as_deref(),
+        );
+        let backends: Vec<Backend> = match self.backend {
+            None => app.config.backends(),
+            Some(BackendArg::Postgres) => vec![Backend::Postgres],
+            Some(BackendArg::Sqlite) => vec![Backend::Sqlite],
+        };
+        for backend in &backends {
+            if !app.config.has(*backend) {
+                anyhow::bail!(
+                    "--backend {backend}: {} configures no {backend} migrations (it has {})",
+                    crate::display_path(&app.config.path),
+                    app.config
+                        .backends()
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                );
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime")?;
+        runtime.block_on(self.run_async(&app, &backends, &pg))
+    }
+
+    async fn run_async(
+        &self,
+        app: &AppUnderTest<'_>,
+        backends: &[Backend],
+        pg: &PgOptions,
+    ) -> anyhow::Result<ExitCode> {
+        let started = Instant::now();
+        let options = rehearsal::Options {
+            progress: rehearsal::Progress::Lines,
+            rows: self.rows,
+            rows_seed: self.rows_seed,
+            reversibility: !self.no_reversibility,
+        };
+        provision::sweep_leftovers();
+        let janitor = Janitor::new();
+        eprintln!(
+            "migrate-test: rehearsing {} with {}",
+            backends
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            crate::display_path(&app.config.path)
+        );
+        let reports = tokio::select! {
+            reports = rehearsal::rehearse_all(backends, app, pg, &janitor, options) => Some(reports),
+            () = crate::interrupted() => None,
+        };
+        let Some(reports) = reports else {
+            // The rehearsal future is dropped here, closing its connections first.
+            for line in janitor.finish(false).await {
+                eprintln!("{line}");
+            }
+            provision::remove_strays_of_this_run();
+            eprintln!(
+                "migrate-test: interrupted; removed every container, database and temporary file of this run"
+            );
+            return Ok(ExitCode::from(130));
+        };
+        let passed = reports.iter().all(|r| r.passed());
+        let kept = janitor.finish(self.keep && !passed).await;
+
+        println!();
+        if self.verbose || self.rows > 0 {
+            println!("migrations:\n{}", report::steps(&reports));
+        }
+        print!("{}", report::safety_table(&reports));
+        println!();
+        print!("{}", report::table(&reports));
+        let notes = report::notes(&reports);
+        if !notes.is_empty() {
+            println!();
+            print!("{notes}");
+        }
+        let failures = report::failures(&reports);
+        if !failures.is_empty() {
+            println!();
+            print!("{failures}");
+        }
+        for line in &kept {
+            println!("{line}");
+        }
+        if !passed && !self.keep {
+            println!("(rerun with --keep to keep the databases of a failed run)");
+        }
+        let verdict = report::verdict(&reports, started.elapsed());
+        let junit = self
+            .junit
+            .clone()
+            .unwrap_or_else(|| crate::workspace::root().join("target/tenantgate/migrate-test.xml"));
+        println!("{verdict}");
+        if let Err(error) = report::write_ci_reports(&reports, &junit, &verdict) {
+            eprintln!("warning: {error:#} (the verdict above stands)");
+        }
+        Ok(if passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+/// The app `--config` names (its folders read from disk), or the project's own app, with
+/// the migrations it embeds and its API.
+pub fn under_test<'a>(
+    project: &Project<'a>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<AppUnderTest<'a>> {
+    let path = super::config_path(project, config);
+    let config = tenantgate::Config::load(&path)?;
+    let own = crate::workspace::same_path(&path, &crate::workspace::root().join(project.config));
+    Ok(AppUnderTest {
+        config,
+        embedded: own.then_some(project.app),
+        api: if own { project.api } else { None },
+    })
+}

@@ -1,0 +1,148 @@
+//! What the administrative connection sees, which no policy filters: each tenant's rows of
+//! every tenant-owned table (their count, their keys, one row), against which the cases
+//! compare what a tenant is shown.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use tenantgate::checks::Failure;
+use tenantgate::db::{Conn, literal, quote, quote_table};
+use tenantgate::{Backend, TenantValue};
+
+use super::model::{Model, TableModel, key_text};
+
+/// One tenant's rows of one table.
+#[derive(Debug, Default)]
+pub struct TenantRows {
+    pub count: i64,
+    /// The rows' keys as text, sorted (empty when the table has no key).
+    pub keys: Vec<String>,
+    /// The first row, as a JSON object.
+    pub sample: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Truth {
+    /// table → tenant → rows.
+    pub tables: BTreeMap<String, BTreeMap<TenantValue, TenantRows>>,
+}
+
+impl Truth {
+    pub async fn read(
+        conn: &mut Conn,
+        model: &Model<'_>,
+        tenants: &[TenantValue],
+    ) -> Result<Truth, Failure> {
+        let mut truth = Truth::default();
+        for table in &model.tables {
+            for tenant in tenants {
+                let filter = model.belongs(table, "t", tenant);
+                let read = |what: &str, error: anyhow::Error| {
+                    Failure::new(format!("read {what} of `{}`: {error:#}", table.name))
+                };
+                let count = conn
+                    .count(&format!(
+                        "SELECT count(*) FROM {} t WHERE {filter}",
+                        quote_table(table.name)
+                    ))
+                    .await
+                    .map_err(|e| read("the rows", e))?;
+                let mut keys = Vec::new();
+                if !table.key.is_empty() {
+                    keys = conn
+                        .texts(&format!(
+                            "SELECT {} FROM {} t WHERE {filter}",
+                            key_text("t", &table.key),
+                            quote_table(table.name)
+                        ))
+                        .await
+                        .map_err(|e| read("the keys", e))?;
+                    keys.sort();
+                }
+                let sample = conn
+                    .texts(&rows_as_json(model.backend, table, &filter))
+                    .await
+                    .map_err(|e| read("a row", e))?
+                    .into_iter()
+                    .next()
+                    .map(|text| match serde_json::from_str(&text) {
+                        Ok(Value::Object(row)) => Ok(row),
+                        _ => Err(Failure::new(format!(
+                            "a row of `{}` is not a JSON object: {text}",
+                            table.name
+                        ))),
+                    })
+                    .transpose()?;
+                truth
+                    .tables
+                    .entry(table.name.to_string())
+                    .or_default()
+                    .insert(
+                        tenant.clone(),
+                        TenantRows {
+                            count,
+                            keys,
+                            sample,
+                        },
+                    );
+            }
+        }
+        Ok(truth)
+    }
+
+    pub fn rows(&self, table: &str, tenant: &TenantValue) -> &TenantRows {
+        static EMPTY: TenantRows = TenantRows {
+            count: 0,
+            keys: Vec::new(),
+            sample: None,
+        };
+        self.tables
+            .get(table)
+            .and_then(|by_tenant| by_tenant.get(tenant))
+            .unwrap_or(&EMPTY)
+    }
+
+    /// Every row the administrative connection sees, over every table and tenant.
+    pub fn total(&self) -> i64 {
+        self.tables
+            .values()
+            .flat_map(|by_tenant| by_tenant.values())
+            .map(|rows| rows.count)
+            .sum()
+    }
+}
+
+/// `SELECT` each row of `table` (aliased `t`) matching `filter` as a JSON object (text),
+/// in key order.
+pub fn rows_as_json(backend: Backend, table: &TableModel<'_>, filter: &str) -> String {
+    let order = if table.key.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", key_text("t", &table.key))
+    };
+    match backend {
+        Backend::Postgres => format!(
+            "SELECT row_to_json(t)::text FROM {} t WHERE {filter}{order}",
+            quote_table(table.name)
+        ),
+        Backend::Sqlite => format!(
+            "SELECT json_object({}) FROM {} t WHERE {filter}{order}",
+            table
+                .table
+                .columns
+                .iter()
+                .map(|c| format!("{}, t.{}", literal(&c.name), quote(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote_table(table.name)
+        ),
+    }
+}
+
+/// A JSON value as the text `CAST(… AS TEXT)` gives for it.
+pub fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}

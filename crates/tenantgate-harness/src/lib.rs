@@ -1,0 +1,87 @@
+//! Tenantgate's migration harness: what a workspace's `cargo xtask` runs to prove its
+//! app's migrations safe before they merge and ship.
+//!
+//! `cargo xtask migrate-test` rehearses the migrations the app embeds (`sqlx::migrate!`)
+//! on throwaway PostgreSQL (testcontainers, an existing server, or local binaries) and
+//! SQLite databases: it applies them one at a time and reverses each, seeds data, checks
+//! tenancy and data preservation, asserts an insta snapshot of the schema, and runs the
+//! tenant-isolation gate (static rules after every migration, and behavioural cases as
+//! the application role). `release`, `lint`, `init`, `migrations lock|check`,
+//! `new-migration`, `schema`, `ci`, `bench` and `pg-image` complete it.
+//!
+//! Everything it knows about the app comes from the app's `tenantgate.toml` and the
+//! schema it introspects; a workspace hands over its app in a few lines:
+//!
+//! ```ignore
+//! // xtask/src/main.rs
+//! fn main() -> std::process::ExitCode {
+//!     tenantgate_harness::main(tenantgate_harness::Project {
+//!         package: "my-app",
+//!         config: "migrations/tenantgate.toml",
+//!         app: &my_app::TENANTGATE,
+//!         api: None,
+//!     })
+//! }
+//! ```
+//!
+//! with `[alias] xtask = "run --package xtask --"` in `.cargo/config.toml`.
+
+pub mod bench;
+pub mod checks;
+mod cli;
+pub mod commands;
+pub mod folder;
+pub mod isolation;
+pub mod lint;
+pub mod lock;
+pub mod migration_set;
+pub mod parity;
+pub mod provision;
+pub mod rehearsal;
+pub mod report;
+pub mod snapshot;
+pub mod static_checks;
+pub mod volume;
+pub mod workspace;
+pub mod workspace_tests;
+
+pub use cli::main;
+pub use rehearsal::AppUnderTest;
+pub use workspace::display_path;
+
+use tenantgate::api::TenantApi;
+
+/// A workspace's app, as its `xtask` hands it to the harness.
+#[derive(Clone, Copy)]
+pub struct Project<'a> {
+    /// The cargo package whose binary ships (`cargo xtask release` builds it).
+    pub package: &'a str,
+    /// The app's `tenantgate.toml`, relative to the workspace root.
+    pub config: &'a str,
+    /// What the app embeds: its migrators, snapshots and configuration.
+    pub app: &'a tenantgate::App<'a>,
+    /// The app's own tenant-scoped data-access API, for the isolation cases to drive too.
+    pub api: Option<&'a dyn TenantApi>,
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their
+/// work against it and clean up before exiting with 130.
+pub async fn interrupted() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+/// Facts about the image `cargo xtask pg-image` builds, shared with the provisioning errors.
+pub mod pg_image {
+    /// Tag of the image built from Debian packages.
+    pub const DEFAULT_TAG: &str = "tenantgate/postgres:15";
+}

@@ -1,0 +1,158 @@
+//! A throwaway database on an existing PostgreSQL server (`--pg-url`).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::{Janitor, Resource};
+
+const CONNECT_FIX: &str = "fix: check that the server runs and that the URL, user and password are right, or leave --pg-url/TENANTGATE_PG_URL unset to use Docker or local binaries";
+
+fn cannot_connect(address: &str) -> String {
+    format!(
+        "cannot connect to the PostgreSQL server given by --pg-url/TENANTGATE_PG_URL ({address})"
+    )
+}
+
+/// Every throwaway database is named `tenantgate_<pid>_<nanos>`.
+const NAME_PREFIX: &str = "tenantgate_";
+
+/// Creates a uniquely named database on the server at `server_url`; returns its URL and
+/// the server's address (without credentials, for the report).
+pub(crate) async fn create_throwaway_database(
+    server_url: &str,
+    janitor: &Janitor,
+) -> anyhow::Result<(String, String)> {
+    let address = redacted_address(server_url);
+    let connected =
+        tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(server_url)).await;
+    let mut admin = match connected {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => bail!("{}: {error}\n{CONNECT_FIX}", cannot_connect(&address)),
+        Err(_) => bail!(
+            "{}: no answer within 10 s\n{CONNECT_FIX}",
+            cannot_connect(&address)
+        ),
+    };
+    sweep_leftover_databases(&mut admin).await;
+    let name = format!(
+        "{NAME_PREFIX}{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("create a throwaway database on {address}\nfix: the user needs the CREATEDB privilege"))?;
+    let _ = admin.close().await;
+    let url = with_database(server_url, &name);
+    janitor.register(Resource::ServerDatabase {
+        admin_url: server_url.to_string(),
+        name: name.clone(),
+        display_url: with_database(&without_password(server_url), &name),
+    });
+    Ok((url, address))
+}
+
+pub(crate) async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("connect to drop throwaway database {name}"))?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .with_context(|| format!("drop throwaway database {name}"))?;
+    let _ = admin.close().await;
+    Ok(())
+}
+
+/// Drops throwaway databases of runs that died on this machine. A database still in use
+/// (another machine's run) is left alone: plain DROP DATABASE refuses while connected.
+async fn sweep_leftover_databases(admin: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(NAME_PREFIX)
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name
+            .strip_prefix(NAME_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse().ok());
+        if pid.is_some_and(|pid| !super::process_alive(pid)) && !super::janitor::was_kept(&name) {
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
+                .execute(&mut *admin)
+                .await;
+        }
+    }
+}
+
+/// The URL with its database path replaced by `database`.
+pub(crate) fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut result = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+/// `postgres://user:secret@host:5432/db` → `postgres://user@host:5432/db`: what `psql`
+/// connects with, asking for the password.
+pub(crate) fn without_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{}{user}{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// `host:port` of a URL, without credentials.
+fn redacted_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_rewritten_without_leaking_passwords() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5/db?sslmode=disable", "x"),
+            "postgres://u:p@h:5/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(redacted_address("postgres://u:secret@h:5/db"), "h:5");
+        assert_eq!(
+            without_password("postgres://u:secret@h:5/db"),
+            "postgres://u@h:5/db"
+        );
+    }
+}

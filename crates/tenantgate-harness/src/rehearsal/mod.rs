@@ -1,0 +1,808 @@
+//! One backend's rehearsal, the heart of `cargo xtask migrate-test`, as named steps over
+//! one context value ([`Rehearsal`]): provision a fresh database, then for every
+//! migration apply it, reverse it (down, compare, up again), note the tables it created,
+//! run the static isolation rules on the schema it leaves, and load the fixture at its
+//! version; then the post-migration checks, the schema snapshot, and the behavioural
+//! isolation cases.
+
+mod errors;
+pub mod reversibility;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tenantgate::api::TenantApi;
+use tenantgate::checks::{CheckOutcome, Failure};
+use tenantgate::config::Config;
+use tenantgate::db::{Conn, Scope};
+use tenantgate::schema::Schema;
+use tenantgate::{App, Backend};
+
+use crate::checks;
+use crate::isolation;
+use crate::migration_set::MigrationSet;
+use crate::provision::{self, Janitor, PgOptions};
+pub use errors::sql_failure;
+
+/// The app whose migrations are rehearsed: its configuration, the migrations its build
+/// embeds (`None`: the configured folders, read from disk), its data-access API.
+pub struct AppUnderTest<'a> {
+    pub config: Config,
+    pub embedded: Option<&'a App<'a>>,
+    pub api: Option<&'a dyn TenantApi>,
+}
+
+impl<'a> AppUnderTest<'a> {
+    /// The configuration's own folders, read from disk, with no API.
+    pub fn from_config(config: Config) -> AppUnderTest<'static> {
+        AppUnderTest {
+            config,
+            embedded: None,
+            api: None,
+        }
+    }
+}
+
+/// What a rehearsal did and found, for the report.
+#[derive(Debug)]
+pub struct BackendReport {
+    pub backend: Backend,
+    pub provider: Option<String>,
+    /// "embedded in the app" or the folder read from disk.
+    pub source: String,
+    pub migrations_total: usize,
+    pub steps: Vec<Step>,
+    pub checks: Vec<CheckOutcome>,
+    pub phases: Vec<(&'static str, Duration)>,
+    /// How many behavioural isolation cases ran.
+    pub isolation_cases: usize,
+    /// How many intermediate migration steps the static isolation rules ran after.
+    pub isolation_steps_checked: usize,
+    /// An error that stopped the rehearsal before its checks could run.
+    pub fatal: Option<Failure>,
+    /// Lines shown beside the table: what did not apply and why, new migrations,
+    /// acknowledged findings, irreversible migrations, how the data was made.
+    pub notes: Vec<String>,
+    /// Lint findings on the new migrations, for `::error` annotations and the summary.
+    pub lint_findings: Vec<crate::lint::Finding>,
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub version: i64,
+    pub file: String,
+    /// When the migration started: `cargo xtask bench` lines its lock samples up with it.
+    pub started: Instant,
+    pub duration: Duration,
+}
+
+impl BackendReport {
+    fn new(backend: Backend) -> BackendReport {
+        BackendReport {
+            backend,
+            provider: None,
+            source: String::new(),
+            migrations_total: 0,
+            steps: Vec::new(),
+            checks: Vec::new(),
+            phases: Vec::new(),
+            isolation_steps_checked: 0,
+            isolation_cases: 0,
+            fatal: None,
+            notes: Vec::new(),
+            lint_findings: Vec::new(),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.fatal.is_none() && self.checks.iter().all(CheckOutcome::passed)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &Failure)> {
+        self.fatal
+            .iter()
+            .map(|failure| ("rehearsal", failure))
+            .chain(
+                self.checks
+                    .iter()
+                    .flat_map(|check| check.failures.iter().map(move |f| (check.name, f))),
+            )
+    }
+
+    pub fn check(&self, name: &str) -> Option<&CheckOutcome> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// How a rehearsal runs beyond the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub progress: Progress,
+    /// Generated rows per table, added at the fixture's version (`--rows N`).
+    pub rows: u64,
+    /// Seed of the row generator: the same seed gives the same rows.
+    pub rows_seed: u64,
+    /// Reverse every migration (up, down, compare, up again).
+    pub reversibility: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            progress: Progress::Quiet,
+            rows: 0,
+            rows_seed: 1,
+            reversibility: true,
+        }
+    }
+}
+
+/// Whether to print a line as each long step ends (the CLI does; tests do not).
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    Quiet,
+    Lines,
+}
+
+impl Progress {
+    fn say(self, backend: Backend, message: &str) {
+        if let Progress::Lines = self {
+            eprintln!("  {backend:8}  {message}");
+        }
+    }
+}
+
+/// Rehearses every backend asked for, concurrently: while PostgreSQL starts, SQLite runs.
+pub async fn rehearse_all(
+    backends: &[Backend],
+    app: &AppUnderTest<'_>,
+    pg: &PgOptions,
+    janitor: &Janitor,
+    options: Options,
+) -> Vec<BackendReport> {
+    let wants = |backend| backends.contains(&backend);
+    let (postgres, sqlite) = tokio::join!(
+        async {
+            if wants(Backend::Postgres) {
+                Some(rehearse(Backend::Postgres, app, pg, janitor, options).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if wants(Backend::Sqlite) {
+                Some(rehearse(Backend::Sqlite, app, pg, janitor, options).await)
+            } else {
+                None
+            }
+        },
+    );
+    postgres.into_iter().chain(sqlite).collect()
+}
+
+/// Rehearses the migrations of `backend`; never returns early without a report.
+pub async fn rehearse(
+    backend: Backend,
+    app: &AppUnderTest<'_>,
+    pg: &PgOptions,
+    janitor: &Janitor,
+    options: Options,
+) -> BackendReport {
+    let mut report = BackendReport::new(backend);
+    // The file checks (integrity, parity, lint) need no database: they run on a blocking
+    // thread while the database is provisioned and the migrations rehearsed.
+    let config = app.config.clone();
+    let file_checks =
+        tokio::task::spawn_blocking(move || crate::static_checks::run(&config, backend));
+    if let Err(failure) = run(&mut report, app, pg, janitor, options).await {
+        report.fatal = Some(failure);
+    }
+    match file_checks.await {
+        Ok(file_checks) => {
+            report.checks.splice(0..0, file_checks.outcomes);
+            report.notes.splice(0..0, file_checks.notes);
+            report.lint_findings = file_checks.findings;
+        }
+        Err(error) => {
+            report.fatal.get_or_insert_with(|| {
+                Failure::new(format!(
+                    "the file checks (integrity, parity, lint) stopped: {error}"
+                ))
+            });
+        }
+    }
+    report
+}
+
+async fn run(
+    report: &mut BackendReport,
+    app: &AppUnderTest<'_>,
+    pg: &PgOptions,
+    janitor: &Janitor,
+    options: Options,
+) -> Result<(), Failure> {
+    let backend = report.backend;
+    let config = &app.config;
+    let set = MigrationSet::load(config, backend, app.embedded)
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    report.source = if set.embedded {
+        "embedded in the app".to_string()
+    } else {
+        crate::display_path(&set.dir)
+    };
+    report.migrations_total = set.ups().count();
+    check_versions(config, &set, options)?;
+
+    let phase = Instant::now();
+    let database = match backend {
+        Backend::Postgres => provision::postgres(pg, janitor).await,
+        Backend::Sqlite => provision::sqlite(janitor),
+    }
+    .map_err(|error| Failure::new(format!("provision: {error:#}")))?;
+    report.provider = Some(database.provider.to_string());
+    if let Some(note) = &database.note {
+        report.notes.push(format!("provider: {note}"));
+    }
+    options.progress.say(
+        backend,
+        &format!(
+            "database ready from {} in {:.2} s",
+            database.provider,
+            database.startup.as_secs_f64()
+        ),
+    );
+    let conn = Conn::connect_with_pragmas(backend, &database.url, &config.sqlite.migration_pragmas)
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    report.phases.push(("provision", phase.elapsed()));
+
+    let mut rehearsal = Rehearsal {
+        app,
+        config,
+        set,
+        conn: Some(conn),
+        url: database.url.clone(),
+        options,
+        report,
+        created_by: BTreeMap::new(),
+        known_tables: Vec::new(),
+        seeded: None,
+        step_failures: Vec::new(),
+        declared_seen: BTreeSet::new(),
+        reversibility: reversibility::Pass::default(),
+        seed_time: Duration::ZERO,
+        generate_time: Duration::ZERO,
+    };
+    let result = rehearsal.run().await;
+    if let Some(conn) = rehearsal.conn.take() {
+        conn.close().await;
+    }
+    let report = rehearsal.report;
+    options.progress.say(
+        backend,
+        &format!(
+            "{} of {} migrations applied, {} checks run{}",
+            report.steps.len(),
+            report.migrations_total,
+            report.checks.len(),
+            if result.is_err() {
+                ", stopped by a failure"
+            } else {
+                ""
+            }
+        ),
+    );
+    result
+}
+
+/// The versions the configuration names exist among the migrations.
+fn check_versions(config: &Config, set: &MigrationSet, options: Options) -> Result<(), Failure> {
+    let config_file = crate::display_path(&config.path);
+    let versions: BTreeSet<i64> = set.ups().map(|m| m.version).collect();
+    if let Some(fixtures) = &config.fixtures
+        && !versions.contains(&fixtures.seed_at_version)
+    {
+        return Err(Failure::new(format!(
+            "fixtures.seed_at_version = {} in {config_file}, but {} has no migration with that version",
+            fixtures.seed_at_version,
+            crate::display_path(&set.dir)
+        ))
+        .fix(format!(
+            "set it to the version the fixture's rows belong after (one of {})",
+            versions.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+        ))
+        .in_file(config_file.clone()));
+    }
+    if options.rows > 0 && config.fixtures.is_none() {
+        return Err(Failure::new(format!(
+            "--rows {} needs a version to generate the rows at, and {config_file} has no [fixtures]",
+            options.rows
+        ))
+        .fix("add `[fixtures]` with `seed_at_version = <version>` (a `seed` file is optional)")
+        .in_file(config_file));
+    }
+    Ok(())
+}
+
+/// Row counts right after the fixture, and which tables had no tenant column yet (their
+/// rows predate tenancy and must end up with the default tenant).
+pub struct Seeded {
+    pub counts: BTreeMap<String, i64>,
+    pub before_tenancy: BTreeSet<String>,
+    pub version: i64,
+}
+
+/// The static-rule failures seen after an intermediate migration.
+struct StepFailure {
+    file: String,
+    rule: &'static str,
+    failure: Failure,
+}
+
+/// One rehearsal under way: the database, the migrations, and what the steps found so far.
+struct Rehearsal<'r, 'a> {
+    app: &'r AppUnderTest<'a>,
+    config: &'r Config,
+    set: MigrationSet,
+    /// The open connection (taken to close it).
+    conn: Option<Conn>,
+    url: String,
+    options: Options,
+    report: &'r mut BackendReport,
+    /// Which migration file created each table.
+    created_by: BTreeMap<String, String>,
+    known_tables: Vec<String>,
+    seeded: Option<Seeded>,
+    step_failures: Vec<StepFailure>,
+    /// The `[[global_tables]]` and `[[tables]]` names that existed after some migration.
+    declared_seen: BTreeSet<String>,
+    reversibility: reversibility::Pass,
+    seed_time: Duration,
+    generate_time: Duration,
+}
+
+impl Rehearsal<'_, '_> {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("the connection is open until the end")
+    }
+
+    fn backend(&self) -> Backend {
+        self.report.backend
+    }
+
+    async fn run(&mut self) -> Result<(), Failure> {
+        let table = self.set.table().to_string();
+        self.conn()
+            .ensure_migrations_table(&table)
+            .await
+            .map_err(|error| {
+                Failure::new(format!("create the migrations table `{table}`: {error}"))
+            })?;
+        self.known_tables = self.tables().await?;
+        self.apply_all().await?;
+        self.reconnect_for_checks().await?;
+        let schema = self.final_checks().await?;
+        self.snapshot(&schema);
+        self.isolation_cases(&schema).await;
+        Ok(())
+    }
+
+    async fn tables(&mut self) -> Result<Vec<String>, Failure> {
+        self.conn()
+            .tables(&Scope::Database)
+            .await
+            .map_err(|error| Failure::new(format!("{error:#}")))
+    }
+
+    async fn schema(&mut self, after: &str) -> Result<Schema, Failure> {
+        let table = self.set.table().to_string();
+        Schema::read(self.conn(), &table, &Scope::Database)
+            .await
+            .map_err(|error| Failure::new(format!("introspect the schema {after}: {error:#}")))
+    }
+
+    /// Every migration in order: apply, reverse, note its tables, check the step, seed.
+    async fn apply_all(&mut self) -> Result<(), Failure> {
+        let phase = Instant::now();
+        let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
+        let last = migrations.last().map(|m| m.version);
+        let baseline: Vec<i64> = migrations
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| self.config.in_baseline(*v))
+            .collect();
+        if let (Some(first), Some(end)) = (baseline.first(), baseline.last()) {
+            self.report.notes.push(format!(
+                "baseline: {} migration(s) ({first:04}–{end:04}) are adopted history: not linted, not reversed, their intermediate steps not checked",
+                baseline.len()
+            ));
+        }
+        for migration in &migrations {
+            let file = self.set.file(migration.version, true);
+            let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
+            let before = if reverse {
+                Some(self.state().await?)
+            } else {
+                None
+            };
+            self.apply(migration, &file).await?;
+            if let Some(before) = before {
+                let started = Instant::now();
+                let table = self.set.table().to_string();
+                let conn = self.conn.as_mut().expect("open");
+                let reversed = self
+                    .reversibility
+                    .reverse(conn, &self.set, self.config, &table, migration, &before)
+                    .await;
+                self.reversibility.time += started.elapsed();
+                if let Err(fatal) = reversed {
+                    // Keep what the pass found (the schema diff says why the up failed again).
+                    self.report.checks.push(self.reversibility.outcome());
+                    return Err(fatal);
+                }
+            }
+            self.note_tables(&file).await?;
+            if Some(migration.version) != last {
+                self.check_step(migration.version, &file).await?;
+            }
+            if self
+                .config
+                .fixtures
+                .as_ref()
+                .is_some_and(|f| f.seed_at_version == migration.version)
+            {
+                self.seed(migration.version).await?;
+            }
+        }
+        self.report.phases.push((
+            "migrate",
+            phase
+                .elapsed()
+                .saturating_sub(self.seed_time)
+                .saturating_sub(self.generate_time)
+                .saturating_sub(self.reversibility.time),
+        ));
+        if self.options.rows > 0 {
+            self.report.phases.push(("generate", self.generate_time));
+        }
+        if self.options.reversibility {
+            self.report
+                .phases
+                .push(("reversibility", self.reversibility.time));
+            self.report.notes.extend(self.reversibility.notes.clone());
+            self.report.checks.push(self.reversibility.outcome());
+        } else {
+            self.report
+                .notes
+                .push("reversibility: not checked (--no-reversibility)".to_string());
+        }
+        Ok(())
+    }
+
+    /// The schema text and the row count of every table, as a reversal compares them.
+    async fn state(&mut self) -> Result<reversibility::State, Failure> {
+        let started = Instant::now();
+        let table = self.set.table().to_string();
+        let state = reversibility::State::read(self.conn(), &table).await;
+        self.reversibility.time += started.elapsed();
+        state
+    }
+
+    /// Applies one migration, timed.
+    async fn apply(
+        &mut self,
+        migration: &sqlx::migrate::Migration,
+        file: &str,
+    ) -> Result<(), Failure> {
+        let table = self.set.table().to_string();
+        let started = Instant::now();
+        let duration = self
+            .conn()
+            .apply(&table, migration)
+            .await
+            .map_err(|error| errors::apply_failure(file, migration.sql.as_str(), error))?;
+        self.report.steps.push(Step {
+            version: migration.version,
+            file: file.to_string(),
+            started,
+            duration,
+        });
+        Ok(())
+    }
+
+    /// Notes which migration created each new table, and which declared tables exist.
+    async fn note_tables(&mut self, file: &str) -> Result<(), Failure> {
+        let tables = self.tables().await?;
+        for table in tables.iter().filter(|t| !self.known_tables.contains(*t)) {
+            self.created_by.insert(table.clone(), file.to_string());
+        }
+        let declared = self
+            .config
+            .global_tables
+            .iter()
+            .map(|g| &g.name)
+            .chain(self.config.tables.iter().map(|t| &t.name));
+        for name in declared {
+            if tables
+                .iter()
+                .any(|t| tenantgate::config::same_table(t, name))
+            {
+                self.declared_seen.insert(name.clone());
+            }
+        }
+        self.known_tables = tables;
+        Ok(())
+    }
+
+    /// The static isolation rules after an intermediate migration: the app may be
+    /// deployed between a migration that opens a gap and the one that closes it.
+    async fn check_step(&mut self, version: i64, file: &str) -> Result<(), Failure> {
+        if version < self.config.tenancy.isolated_from_version || self.config.in_baseline(version) {
+            return Ok(());
+        }
+        let schema = self.schema(&format!("after {file}")).await?;
+        let created_by = self.created_by.clone();
+        let config = self.config;
+        let outcomes =
+            checks::static_isolation_rules(self.conn(), config, &schema, &created_by).await;
+        for outcome in outcomes {
+            for failure in outcome.failures {
+                self.step_failures.push(StepFailure {
+                    file: file.to_string(),
+                    rule: outcome.name,
+                    failure,
+                });
+            }
+        }
+        self.report.isolation_steps_checked += 1;
+        Ok(())
+    }
+
+    /// Loads the fixture (and `--rows` generated rows) after the migration of `version`.
+    async fn seed(&mut self, version: i64) -> Result<(), Failure> {
+        let started = Instant::now();
+        let fixtures = self
+            .config
+            .fixtures
+            .as_ref()
+            .expect("seeding at the fixture's version");
+        if let Some(seed) = &fixtures.seed {
+            let file = crate::display_path(seed);
+            let sql = std::fs::read_to_string(seed).map_err(|error| {
+                Failure::new(format!("read the fixture {file}: {error}")).in_file(file.clone())
+            })?;
+            let wrapped = format!("BEGIN;\n{sql}\n;COMMIT;");
+            if let Err(error) = self.conn().execute(&wrapped).await {
+                let _ = self.conn().execute("ROLLBACK").await;
+                let mut failure = sql_failure(&file, &wrapped, &error, 1);
+                failure.problem =
+                    format!("load the fixture at version {version}: {}", failure.problem);
+                return Err(failure);
+            }
+            self.conn().realign_sequences().await.map_err(|error| {
+                Failure::new(format!(
+                    "realign identity sequences after the fixture: {error}"
+                ))
+            })?;
+        }
+        if self.options.rows > 0 {
+            let generating = Instant::now();
+            let schema = self.schema("at the fixture's version").await?;
+            let config = self.config;
+            let (rows, seed) = (self.options.rows, self.options.rows_seed);
+            let tables = crate::volume::generate(self.conn(), config, &schema, rows, seed).await?;
+            self.generate_time = generating.elapsed();
+            self.report.notes.push(format!(
+                "volume: {rows} generated rows in each of {} tables (seed {seed}) in {:.2} s",
+                tables.len(),
+                self.generate_time.as_secs_f64()
+            ));
+        }
+        let table = self.set.table().to_string();
+        let counts = self
+            .conn()
+            .row_counts(&Scope::Database, &table)
+            .await
+            .map_err(|error| Failure::new(format!("{error:#}")))?;
+        let schema = self.schema("at the fixture's version").await?;
+        let before_tenancy = schema
+            .tables
+            .iter()
+            .filter(|(name, table)| {
+                !self.config.is_global(name)
+                    && self.config.owner_of(name).is_none()
+                    && table.column(self.config.tenant_column(name)).is_none()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.seeded = Some(Seeded {
+            counts,
+            before_tenancy,
+            version,
+        });
+        self.seed_time = started.elapsed().saturating_sub(self.generate_time);
+        Ok(())
+    }
+
+    /// The migrations ran with the app's migration PRAGMAs (SQLite); the checks and the
+    /// cases run as the app runs, with foreign keys enforced.
+    async fn reconnect_for_checks(&mut self) -> Result<(), Failure> {
+        if self.backend() == Backend::Sqlite && !self.config.sqlite.migration_pragmas.is_empty() {
+            if let Some(conn) = self.conn.take() {
+                conn.close().await;
+            }
+            self.conn = Some(
+                Conn::connect(Backend::Sqlite, &self.url)
+                    .await
+                    .map_err(|error| Failure::new(format!("{error:#}")))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The post-migration checks on the final schema, and the step failures the final
+    /// schema no longer has.
+    async fn final_checks(&mut self) -> Result<Schema, Failure> {
+        let phase = Instant::now();
+        let schema = self.schema("after the last migration").await?;
+        let after_seed: Vec<(String, String)> = match &self.seeded {
+            Some(seeded) => self
+                .set
+                .ups()
+                .filter(|m| m.version > seeded.version)
+                .map(|m| (self.set.file(m.version, true), m.sql.as_str().to_string()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let moved = self.declared_moves();
+        let context = checks::Context {
+            config: self.config,
+            schema: &schema,
+            seeded: self.seeded.as_ref(),
+            created_by: &self.created_by,
+            after_seed: after_seed.iter().map(|(file, _)| file.clone()).collect(),
+            moved: &moved,
+        };
+        let conn = self.conn.as_mut().expect("open");
+        let (mut final_checks, notes) = checks::run_all(conn, &context).await;
+        self.report.notes.extend(notes);
+        self.undeclared_tables(&mut final_checks);
+        let between = self.between_steps(&final_checks);
+        self.report.checks.extend(final_checks);
+        self.report.checks.push(between);
+        self.report
+            .phases
+            .push(("seed+checks", phase.elapsed() + self.seed_time));
+        Ok(schema)
+    }
+
+    /// Tables whose row counts the migrations after the fixture declare they change, in
+    /// their files or in the configuration's acknowledgements.
+    fn declared_moves(&self) -> BTreeMap<String, String> {
+        let mut moved = BTreeMap::new();
+        let Some(seeded) = &self.seeded else {
+            return moved;
+        };
+        for migration in self.set.ups().filter(|m| m.version > seeded.version) {
+            let file = self.set.file(migration.version, true);
+            for table in tenantgate::live::moves_data_in(migration.sql.as_str()) {
+                moved.insert(table, file.clone());
+            }
+            let stem = self.set.stem(migration.version);
+            for ack in self.config.acknowledged(
+                tenantgate::config::Acknowledgement::MOVES_DATA,
+                self.backend(),
+                migration.version,
+                &stem,
+            ) {
+                for table in &ack.tables {
+                    moved.insert(
+                        table.clone(),
+                        format!("{file} (acknowledged: {})", ack.reason),
+                    );
+                }
+            }
+        }
+        moved
+    }
+
+    /// `[[global_tables]]` and `[[tables]]` entries that name a table no migration made.
+    fn undeclared_tables(&self, final_checks: &mut [CheckOutcome]) {
+        let config_file = crate::display_path(&self.config.path);
+        let missing: Vec<Failure> = self
+            .config
+            .global_tables
+            .iter()
+            .map(|g| (&g.name, "[[global_tables]]"))
+            .chain(self.config.tables.iter().map(|t| (&t.name, "[[tables]]")))
+            .filter(|(name, _)| !self.declared_seen.contains(*name))
+            .map(|(name, section)| {
+                Failure::new(format!(
+                    "{section} names `{name}`, but no such table exists after any migration"
+                ))
+                .fix(format!(
+                    "remove the entry from {config_file} or correct its name"
+                ))
+                .in_file(config_file.clone())
+            })
+            .collect();
+        if let Some(outcome) = final_checks.iter_mut().find(|c| c.name == "global-tables") {
+            outcome.checked += missing.len();
+            outcome.failures.extend(missing);
+        }
+    }
+
+    /// The static-rule failures seen after an intermediate migration that the final
+    /// schema no longer has: a later migration closed the gap, but not before a deploy
+    /// could land between the two.
+    fn between_steps(&mut self, final_checks: &[CheckOutcome]) -> CheckOutcome {
+        let in_final = |rule: &str, problem: &str| {
+            final_checks
+                .iter()
+                .any(|c| c.name == rule && c.failures.iter().any(|f| f.problem == problem))
+        };
+        let mut outcome = CheckOutcome::new("isolation-steps");
+        outcome.checked = self.report.isolation_steps_checked;
+        for step in std::mem::take(&mut self.step_failures) {
+            if in_final(step.rule, &step.failure.problem) {
+                continue;
+            }
+            let problem = format!(
+                "after {}, {}: {} (a later migration closes this, but the app can be deployed between the two)",
+                step.file, step.rule, step.failure.problem
+            );
+            if outcome.failures.iter().any(|f| f.problem == problem) {
+                continue;
+            }
+            let mut failure = Failure::new(problem).in_file(step.file.clone());
+            failure.fix = step
+                .failure
+                .fix
+                .map(|fix| format!("in {} itself: {fix}", step.file));
+            failure.object = step.failure.object;
+            outcome.failures.push(failure);
+        }
+        outcome
+    }
+
+    fn snapshot(&mut self, schema: &Schema) {
+        let phase = Instant::now();
+        let backend = self.backend();
+        let outcome = crate::snapshot::check(self.config, backend, &schema.render());
+        self.report.checks.push(outcome);
+        self.report.phases.push(("snapshot", phase.elapsed()));
+    }
+
+    /// Last, because it adds tenants and rows: the behavioural isolation cases. They
+    /// compare every row a tenant sees, so at `--rows` volume they would measure the
+    /// comparison, not the migrations; the policies they test do not depend on volume.
+    async fn isolation_cases(&mut self, schema: &Schema) {
+        if self.options.rows > 0 {
+            self.report.notes.push(format!(
+                "isolation cases: not run at --rows {} (they test the policies, not the volume; run without --rows for them)",
+                self.options.rows
+            ));
+            return;
+        }
+        let phase = Instant::now();
+        let input = isolation::BehaviourInput {
+            url: &self.url,
+            config: self.config,
+            schema,
+            api: self.app.api,
+        };
+        let conn = self.conn.as_mut().expect("open");
+        let behaviour = isolation::run_behaviour(conn, &input).await;
+        self.report.isolation_cases = behaviour.cases;
+        self.report.notes.extend(behaviour.notes);
+        self.report.checks.push(CheckOutcome {
+            name: "isolation-behaviour",
+            checked: behaviour.cases,
+            failures: behaviour.failures,
+        });
+        self.report.phases.push(("isolation", phase.elapsed()));
+    }
+}

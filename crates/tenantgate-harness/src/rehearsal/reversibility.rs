@@ -1,0 +1,220 @@
+//! The reversibility pass of a rehearsal: for every migration, on the database as the
+//! rehearsal left it (fixture rows included once loaded), up → down → the schema must
+//! read exactly as before the up, and every table must hold the rows it held, then up
+//! again. A migration that cannot be reversed without loss says so in its file
+//! (`-- tenantgate:irreversible: reason`) or, when the file is locked, in the
+//! configuration (`[[acknowledgements]] rule = "irreversible"`), and is then reported as
+//! such, not skipped. Migrations of the baseline are not reversed (adopted history).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::migrate::Migration;
+use tenantgate::checks::{CheckOutcome, Failure};
+use tenantgate::config::{Acknowledgement, Config};
+use tenantgate::db::{Conn, Scope};
+use tenantgate::schema::Schema;
+
+use super::errors::apply_failure;
+use crate::lint::{holds_no_statement, irreversible_reason_in};
+use crate::migration_set::MigrationSet;
+
+/// Lines of a schema diff shown in a failure; the rest is counted.
+const DIFF_LINES: usize = 60;
+
+/// The schema text and the row count of every table.
+pub struct State {
+    schema: String,
+    counts: BTreeMap<String, i64>,
+}
+
+impl State {
+    pub async fn read(conn: &mut Conn, migrations_table: &str) -> Result<State, Failure> {
+        let schema = Schema::read(conn, migrations_table, &Scope::Database)
+            .await
+            .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?
+            .render();
+        let counts = conn
+            .row_counts(&Scope::Database, migrations_table)
+            .await
+            .map_err(|error| Failure::new(format!("{error:#}")))?;
+        Ok(State { schema, counts })
+    }
+}
+
+/// What the pass found over every migration.
+#[derive(Default)]
+pub struct Pass {
+    /// Migrations the pass judged (every one it was asked to reverse, whether its down
+    /// ran or not; irreversible ones are notes, not counted).
+    pub judged: usize,
+    pub failures: Vec<Failure>,
+    pub notes: Vec<String>,
+    /// Acknowledgements in the configuration that a migration turned out not to need.
+    pub unused_acknowledgements: Vec<Failure>,
+    /// Time spent reading states, reverting and re-applying.
+    pub time: Duration,
+}
+
+impl Pass {
+    pub fn outcome(&self) -> CheckOutcome {
+        CheckOutcome {
+            name: "reversibility",
+            checked: self.judged,
+            failures: self
+                .failures
+                .iter()
+                .chain(&self.unused_acknowledgements)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Reverses `migration` (just applied; `before` is the state before it) and applies it
+    /// again. Only a failure to re-apply stops the rehearsal.
+    pub async fn reverse(
+        &mut self,
+        conn: &mut Conn,
+        set: &MigrationSet,
+        config: &Config,
+        migrations_table: &str,
+        migration: &Migration,
+        before: &State,
+    ) -> Result<(), Failure> {
+        let up_file = set.file(migration.version, true);
+        let down_file = set.file(migration.version, false);
+        let stem = set.stem(migration.version);
+        let down = set.down_of(migration.version);
+        let acknowledged = config
+            .acknowledged(
+                Acknowledgement::IRREVERSIBLE,
+                set.backend,
+                migration.version,
+                &stem,
+            )
+            .next()
+            .map(|ack| {
+                format!(
+                    "{} (acknowledged in {})",
+                    ack.reason,
+                    crate::display_path(&config.path)
+                )
+            });
+        let irreversible = acknowledged.clone().or_else(|| {
+            irreversible_reason_in(migration.sql.as_str(), down.map(|d| d.sql.as_str()))
+        });
+        let Some(down) = down.filter(|d| !holds_no_statement(d.sql.as_str())) else {
+            match irreversible {
+                Some(reason) => self.notes.push(format!(
+                    "reversibility: {up_file} is marked irreversible ({reason}); not reversed"
+                )),
+                None => {
+                    self.judged += 1;
+                    self.failures.push(
+                        Failure::new(format!(
+                            "{up_file} has no down migration (or an empty one), so it cannot be rolled back"
+                        ))
+                        .fix(format!("write {down_file} to restore the schema and data as before; if that is impossible without loss, mark it `-- tenantgate:irreversible: <reason>` (or, for a locked file, acknowledge it in {})", crate::display_path(&config.path)))
+                        .in_file(up_file.clone()),
+                    )
+                }
+            }
+            return Ok(());
+        };
+        self.judged += 1;
+        if let Err(error) = conn.revert(migrations_table, down).await {
+            // sqlx reverts in a transaction: the up migration is still applied.
+            let mut failure = apply_failure(&down_file, down.sql.as_str(), error);
+            failure.problem =
+                failure
+                    .problem
+                    .replacen("migration failed", "down migration failed", 1);
+            failure.fix = Some(format!(
+                "the down migration must run right after its up migration; fix {down_file}"
+            ));
+            self.failures.push(failure);
+            return Ok(());
+        }
+        let after = State::read(conn, migrations_table).await?;
+        let mut lossless = true;
+        if after.schema != before.schema {
+            lossless = false;
+            self.failures.push(
+                Failure::new(format!(
+                    "{down_file} does not restore the schema as it was before {up_file}:\n{}",
+                    diff(&before.schema, &after.schema)
+                ))
+                .fix("make the down migration undo exactly what the up migration does")
+                .in_file(down_file.clone()),
+            );
+        }
+        let lost: Vec<String> = before
+            .counts
+            .iter()
+            .filter_map(|(table, rows)| {
+                let now = after.counts.get(table).copied();
+                (now != Some(*rows)).then(|| match now {
+                    Some(now) => format!(
+                        "`{table}` had {rows} rows before the up migration, {now} after the down"
+                    ),
+                    None => format!("`{table}` ({rows} rows) is gone after the down"),
+                })
+            })
+            .collect();
+        if !lost.is_empty() {
+            lossless = false;
+            match &irreversible {
+                Some(reason) => self.notes.push(format!(
+                    "reversibility: {down_file} loses data, as its irreversible marker says ({reason}): {}",
+                    lost.join("; ")
+                )),
+                None => self.failures.push(
+                    Failure::new(format!(
+                        "{down_file} loses data that {up_file} kept: {}",
+                        lost.join("; ")
+                    ))
+                    .fix("move the data back before dropping what holds it; if that cannot be done, mark the migration `-- tenantgate:irreversible: <reason>`")
+                    .in_file(down_file.clone()),
+                ),
+            }
+        }
+        if lossless && let Some(reason) = acknowledged {
+            self.unused_acknowledgements.push(
+                Failure::new(format!(
+                    "{stem} is acknowledged as irreversible ({reason}), but its down migration restores the schema and every row"
+                ))
+                .fix(format!(
+                    "remove the `irreversible` acknowledgement of {stem} from {}",
+                    crate::display_path(&config.path)
+                ))
+                .in_file(crate::display_path(&config.path)),
+            );
+        }
+        conn.apply(migrations_table, migration)
+            .await
+            .map_err(|error| apply_failure(&up_file, migration.sql.as_str(), error))
+            .map_err(|mut failure| {
+                failure.problem = format!(
+                    "{} (applying it again after its down migration)",
+                    failure.problem
+                );
+                failure
+            })?;
+        Ok(())
+    }
+}
+
+/// A unified diff, before → after, cut at [`DIFF_LINES`] lines.
+fn diff(before: &str, after: &str) -> String {
+    let text = similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(1)
+        .header("before the up migration", "after the down migration")
+        .to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut shown = lines[..lines.len().min(DIFF_LINES)].join("\n");
+    if lines.len() > DIFF_LINES {
+        shown.push_str(&format!("\n… {} more lines", lines.len() - DIFF_LINES));
+    }
+    shown
+}

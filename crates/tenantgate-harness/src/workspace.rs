@@ -1,0 +1,132 @@
+//! The workspace the harness works on: the one it is run in, found at run time from the
+//! current directory (the nearest `Cargo.toml` with a `[workspace]` table), never a path
+//! baked in at compile time: two clones sharing a target directory share the xtask
+//! binary, and each must work on its own files.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The workspace root: every path the harness uses is resolved from here.
+pub fn root() -> &'static Path {
+    ROOT.get_or_init(|| {
+        let current = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        find_root(&current).unwrap_or(current)
+    })
+}
+
+/// The nearest folder at or above `start` whose `Cargo.toml` declares a workspace; else
+/// the nearest with any `Cargo.toml`.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    let mut nearest_package = None;
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let declares_workspace = text
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.contains_key("workspace"));
+        if declares_workspace {
+            return Some(dir.to_path_buf());
+        }
+        nearest_package.get_or_insert_with(|| dir.to_path_buf());
+    }
+    nearest_package
+}
+
+/// A path relative to the workspace root when it is inside it, for messages.
+pub fn display_path(path: &Path) -> String {
+    let root = root();
+    let absolute = absolute(path);
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    match absolute.strip_prefix(&root) {
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// `path` made absolute against the current directory, with symlinks resolved where it
+/// exists (a relative `--config` means relative to where the command runs).
+pub fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize()
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// `cargo`, in the workspace root, as the developer runs it (so it reuses their build).
+pub fn cargo() -> std::process::Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(root());
+    command
+}
+
+/// Builds `package` (`--release` or not) and returns the path of its binary, as cargo
+/// reports it (whatever the target directory and the binary's name).
+pub fn build_binary(package: &str, release: bool) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let mut command = cargo();
+    command.args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        package,
+        "--message-format=json",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("run cargo build")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo build -p {package}{} failed; fix the build first",
+        if release { " --release" } else { "" }
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| {
+            message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
+        })
+        .filter_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .with_context(|| {
+            format!("cargo build -p {package} built no binary: the package the xtask names must have one")
+        })
+}
+
+/// Whether two paths name the same existing file or folder.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_root;
+
+    #[test]
+    fn the_root_is_the_nearest_workspace_above_the_current_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nmembers = [\"app\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("app/src")).unwrap();
+        std::fs::write(root.join("app/Cargo.toml"), "[package]\nname = \"app\"\n").unwrap();
+        assert_eq!(find_root(&root.join("app/src")).as_deref(), Some(root));
+        assert_eq!(find_root(root).as_deref(), Some(root));
+    }
+}

@@ -1,0 +1,426 @@
+//! The command line an app's binary runs (`tenantgate::cli::main(&APP)` is the whole of
+//! its `main`): operators use it to apply, verify and inspect the migrations it embeds.
+//! A test binary drives the same command line over scratch migrations by handing it
+//! another [`App`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::live::fanout::{Fanout, Progress};
+use crate::live::{Options, Source, Target, Timeouts};
+use crate::status::State;
+use crate::{App, Backend};
+
+#[derive(Parser)]
+#[command(about = "Applies and checks the database migrations this binary embeds (Tenantgate)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the pending migrations embedded in this binary, safely: validate, back up,
+    /// apply under a lock with timeouts, verify, and roll back on failure.
+    Migrate(MigrateArgs),
+    /// Verify a database without changing it: version, drift from the embedded schema,
+    /// tenancy rules, foreign keys. Exits 1 on any failure.
+    Verify {
+        /// Database to verify: postgres://… or sqlite:path.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// A PostgreSQL schema to verify instead of the connection's default one.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Output: a table and verdict, or the JSON report.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Show applied and pending migrations, and checksum mismatches; exits 1 on a mismatch.
+    Status {
+        /// Database to inspect: postgres://… or sqlite:path.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// List the migrations this binary embeds, with their checksums.
+    Migrations,
+    /// Check that this binary is the one a release manifest describes (its sha256, its
+    /// migrations' checksums, its schema snapshots, and that every gate passed).
+    VerifyManifest {
+        /// The manifest written by `cargo xtask release` (app.manifest.json).
+        manifest: std::path::PathBuf,
+        /// The binary to check [default: this one].
+        #[arg(long)]
+        binary: Option<std::path::PathBuf>,
+    },
+}
+
+/// How a report is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {
+    /// Database to migrate: postgres://… or sqlite:path.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Rehearse: apply the pending migrations in a transaction, report, and roll it back.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not back up first (a failed run is then reverted with the down migrations).
+    #[arg(long)]
+    no_backup: bool,
+    /// Where backups, their sha256 files and the JSON reports are written.
+    #[arg(long, default_value = "backups")]
+    backup_dir: PathBuf,
+    /// Also restore the backup into a scratch database (or open it) and compare row counts.
+    #[arg(long)]
+    verify_restore: bool,
+    /// Keep only the newest N backups of this database (or schema).
+    #[arg(long)]
+    keep: Option<usize>,
+    /// Leave a failed run's database as the failure left it (no automatic rollback).
+    #[arg(long)]
+    no_rollback: bool,
+    /// Apply up to this version (included) instead of every pending migration.
+    #[arg(long)]
+    target: Option<i64>,
+    /// PostgreSQL lock_timeout of every migration statement (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    lock_timeout: Duration,
+    /// PostgreSQL statement_timeout of every migration statement (0: none).
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    statement_timeout: Duration,
+    /// How often a migration that hit lock_timeout is retried, with backoff.
+    #[arg(long, default_value_t = 3)]
+    lock_retries: u32,
+    /// How long to wait for another runner's migration lock before giving up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    wait_for_lock: Duration,
+    /// Folder holding pg_dump and pg_restore [default: PATH, then /usr/lib/postgresql/*/bin].
+    #[arg(long)]
+    pg_bin: Option<PathBuf>,
+    /// Write the JSON report here [default: beside the backup].
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Output: a table and verdict, or the JSON report.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Migrate every PostgreSQL schema whose name matches this LIKE pattern (e.g. tenant_%).
+    #[arg(long)]
+    tenant_schemas: Option<String>,
+    /// With --tenant-schemas: how many schemas are migrated at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+    /// With --tenant-schemas: start no further schema after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+}
+
+/// Parses `5s`, `500ms`, `2min`, `1h` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write e.g. 5s, 500ms, 2min"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "min" | "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, min or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses the command line and runs it over what `app` embeds: the whole of an app's `main`.
+pub fn main(app: &App<'_>) -> ExitCode {
+    let command = Cli::command()
+        .name(app.name.to_string())
+        .bin_name(app.name.to_string())
+        .version(app.version.to_string());
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let config = match app.config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli.command.run(app, &config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    async fn run(self, app: &App<'_>, config: &Config) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Migrate(args) => args.run(app, config).await,
+            Command::Verify {
+                database_url,
+                schema,
+                format,
+                report,
+            } => {
+                let mut target = Target::new(&database_url)?;
+                if let Some(schema) = schema {
+                    target = target.in_schema(&schema);
+                }
+                let source = Source::of(app, target.backend)?;
+                let result = crate::live::verify_database(&source, config, &target).await;
+                if let Some(path) = &report {
+                    result
+                        .write_json(path)
+                        .with_context(|| format!("write the report {}", path.display()))?;
+                }
+                match format {
+                    Format::Human => print!("{}", result.render()),
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                }
+                Ok(exit(result.outcome.ok()))
+            }
+            Command::Status { database_url } => print_status(app, &database_url).await,
+            Command::Migrations => {
+                for backend in app.backends() {
+                    let migrator = app.embedded(backend).expect("embedded").migrator;
+                    for migration in migrator.iter() {
+                        let kind = if migration.migration_type.is_up_migration() {
+                            "up"
+                        } else {
+                            "down"
+                        };
+                        println!(
+                            "{backend}\t{:04}\t{kind}\t{}\t{}",
+                            migration.version,
+                            migration.description,
+                            hex(&migration.checksum)
+                        );
+                    }
+                }
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Command::VerifyManifest { manifest, binary } => verify_manifest(app, &manifest, binary),
+        }
+    }
+}
+
+fn verify_manifest(
+    app: &App<'_>,
+    path: &std::path::Path,
+    binary: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the manifest {}", path.display()))?;
+    let manifest: crate::manifest::Manifest = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a release manifest written by `cargo xtask release`",
+            path.display()
+        )
+    })?;
+    let binary = match binary {
+        Some(binary) => binary,
+        None => std::env::current_exe().context("locate this binary")?,
+    };
+    let findings = crate::manifest::verify(app, &manifest, &binary);
+    for finding in &findings {
+        println!(
+            "{:4}  {:16}  {}",
+            if finding.ok { "ok" } else { "FAIL" },
+            finding.check,
+            finding.detail
+        );
+    }
+    let failed: Vec<&str> = findings.iter().filter(|f| !f.ok).map(|f| f.check).collect();
+    if failed.is_empty() {
+        println!(
+            "verify-manifest: PASS — {} is {} {} at {}, as released",
+            binary.display(),
+            manifest.app.name,
+            manifest.app.version,
+            &manifest.git.commit[..manifest.git.commit.len().min(12)]
+        );
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        println!(
+            "verify-manifest: FAIL — {} does not match {} ({}); do not deploy it",
+            binary.display(),
+            path.display(),
+            failed.join(", ")
+        );
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+async fn print_status(app: &App<'_>, database_url: &str) -> anyhow::Result<ExitCode> {
+    let rows = crate::status::status(app, database_url)
+        .await
+        .context("read the migrations table")?;
+    let mut mismatches = 0;
+    println!("{:>7}  {:<40}  state", "version", "migration");
+    for row in &rows {
+        let state = match row.state {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::ChecksumMismatch => {
+                "CHECKSUM MISMATCH: the database ran a different build of this migration"
+            }
+            State::Unknown => {
+                "UNKNOWN: applied by a build that embeds a migration this one does not"
+            }
+            State::Dirty => "DIRTY: recorded as failed; repair the database before migrating",
+        };
+        if !matches!(row.state, State::Applied | State::Pending) {
+            mismatches += 1;
+        }
+        println!("{:>7}  {:<40}  {state}", row.version, row.description);
+    }
+    let applied = rows.iter().filter(|r| r.state == State::Applied).count();
+    let pending = rows.iter().filter(|r| r.state == State::Pending).count();
+    println!("{applied} applied, {pending} pending, {mismatches} mismatched");
+    Ok(if mismatches == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    crate::manifest::hex(bytes)
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+impl MigrateArgs {
+    async fn run(self, app: &App<'_>, config: &Config) -> anyhow::Result<ExitCode> {
+        let target = Target::new(&self.database_url)?;
+        let source = Source::of(app, target.backend)?;
+        let source = &source;
+        let options = Options {
+            dry_run: self.dry_run,
+            backup: !self.no_backup,
+            backup_dir: self.backup_dir.clone(),
+            verify_restore: self.verify_restore,
+            keep: self.keep,
+            rollback: !self.no_rollback,
+            target: self.target,
+            timeouts: Timeouts {
+                lock_timeout: self.lock_timeout,
+                statement_timeout: self.statement_timeout,
+                lock_retries: self.lock_retries,
+            },
+            wait_for_lock: self.wait_for_lock,
+            pg_bin: self.pg_bin.clone(),
+            report: self.report.clone(),
+            ..Options::default()
+        };
+        // Ctrl-C: finish the current migration, then roll back; a second one stops now.
+        let interrupted = Arc::clone(&options.interrupted);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "interrupted: stopping after the current step, then rolling back (Ctrl-C again to abort now)"
+                );
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let interrupted = Arc::clone(&options.interrupted);
+        let ok = match &self.tenant_schemas {
+            Some(pattern) => {
+                if target.backend != Backend::Postgres {
+                    anyhow::bail!(
+                        "--tenant-schemas needs a PostgreSQL database: SQLite has no schemas"
+                    );
+                }
+                let fanout = Fanout {
+                    pattern: pattern.clone(),
+                    jobs: usize::from(self.jobs),
+                    fail_fast: self.fail_fast,
+                };
+                let progress: Progress =
+                    Arc::new(std::sync::Mutex::new(|line: &str| eprintln!("{line}")));
+                let result = crate::live::fanout::migrate_schemas(
+                    source, config, &target, &options, &fanout, progress,
+                )
+                .await;
+                if !self.dry_run || self.report.is_some() {
+                    let path = crate::live::fanout::summary_path(&options, &target);
+                    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))
+                        .and_then(|()| result.write_json(&path))
+                        .with_context(|| format!("write the report {}", path.display()))?;
+                    eprintln!("report: {}", path.display());
+                }
+                match self.format {
+                    Format::Human => print!("{}", result.render()),
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                }
+                result.ok()
+            }
+            None => {
+                let mut progress = |line: &str| eprintln!("{line}");
+                let result =
+                    crate::live::migrate(source, config, &target, &options, &mut progress).await;
+                match self.format {
+                    Format::Human => {
+                        print!("{}", result.render());
+                        if let Some(path) = &result.report_path {
+                            println!("report: {path}");
+                        }
+                    }
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+                }
+                result.outcome.ok()
+            }
+        };
+        if interrupted.load(Ordering::SeqCst) {
+            return Ok(ExitCode::from(130));
+        }
+        Ok(exit(ok))
+    }
+}

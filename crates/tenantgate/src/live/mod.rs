@@ -1,0 +1,872 @@
+//! The live runner: what `app migrate` and `app verify` do to a production database.
+//!
+//! One run over one target (a database, or one tenant schema) is a fixed sequence:
+//! **validate** (nothing is written) → **back up** → **apply** under the migration lock →
+//! **verify** → on failure **roll back** (restore the backup, or revert with the down
+//! migrations when no backup was taken) and check that the database equals its state before.
+//! `--dry-run` replaces backup/apply/verify with a rehearsal in a transaction that is rolled
+//! back. `fanout` runs the sequence over many tenant schemas in parallel.
+
+pub mod apply;
+pub mod backup;
+pub mod fanout;
+pub mod report;
+pub mod runner_lock;
+pub mod target;
+pub mod validate;
+pub mod verify;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::migrate::{Migrate, Migration, Migrator};
+
+use crate::config::Config;
+use crate::db::Conn;
+use crate::{App, Backend};
+pub use apply::Timeouts;
+use backup::{BackupRequest, Counts, Files};
+use report::{Check, MigrationRun, Step};
+pub use report::{Outcome, Report, Status};
+use runner_lock::RunnerLock;
+pub use target::Target;
+
+/// The migrations a run applies, and the schema they should produce.
+pub struct Source<'a> {
+    pub backend: Backend,
+    pub migrator: &'a Migrator,
+    /// The insta snapshot of the schema after every migration (drift detection).
+    pub snapshot: Option<&'a str>,
+    /// Where the snapshot came from, for messages.
+    pub snapshot_name: String,
+    /// The app and version whose build this is, for reports.
+    pub app_name: String,
+    pub app_version: String,
+}
+
+impl<'a> Source<'a> {
+    /// The migrations and snapshot `app` embeds for `backend`.
+    pub fn of(app: &App<'a>, backend: Backend) -> Result<Source<'a>, crate::Error> {
+        let embedded = app
+            .embedded(backend)
+            .ok_or(crate::Error::BackendNotEmbedded(backend))?;
+        Ok(Source {
+            backend,
+            migrator: embedded.migrator,
+            snapshot: embedded.snapshot,
+            snapshot_name: format!("embedded in {} {} ({backend}.snap)", app.name, app.version),
+            app_name: app.name.to_string(),
+            app_version: app.version.to_string(),
+        })
+    }
+}
+
+impl Source<'_> {
+    pub fn ups(&self) -> impl Iterator<Item = &Migration> {
+        self.migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+    }
+
+    fn down_of(&self, version: i64) -> Option<&Migration> {
+        self.migrator
+            .iter()
+            .find(|m| m.version == version && m.migration_type.is_down_migration())
+    }
+
+    /// The file a version came from, as migration folders name it.
+    pub fn file_of(&self, version: i64) -> String {
+        match self.ups().find(|m| m.version == version) {
+            Some(m) => format!("{version:04}_{}.up.sql", m.description.replace(' ', "_")),
+            None => format!("{version:04} (not in this build)"),
+        }
+    }
+
+    /// Tables whose row counts the given migrations declare they change: in the file,
+    /// `-- tenantgate:moves-data(table, …): reason`, or in the configuration's
+    /// `moves-data` acknowledgements.
+    pub fn declared_moves(&self, config: &Config, migrations: &[&Migration]) -> BTreeSet<String> {
+        let mut tables = BTreeSet::new();
+        for migration in migrations {
+            let stem = self.file_of(migration.version);
+            let stem = stem.trim_end_matches(".up.sql");
+            for ack in config.acknowledged(
+                crate::config::Acknowledgement::MOVES_DATA,
+                self.backend,
+                migration.version,
+                stem,
+            ) {
+                tables.extend(ack.tables.iter().cloned());
+            }
+            tables.extend(moves_data_in(migration.sql.as_str()));
+        }
+        tables
+    }
+}
+
+/// The schemas besides the current one that hold the app's tables: those of the
+/// snapshot's qualified tables and of the tables the configuration names.
+pub fn app_schemas(source: &Source<'_>, config: &Config) -> Vec<String> {
+    let mut schemas = BTreeSet::new();
+    if let Some(snapshot) = source.snapshot {
+        for line in verify::snapshot_body(snapshot).lines() {
+            if let Some((schema, _)) = line.strip_prefix("table ").and_then(|t| t.split_once('.')) {
+                schemas.insert(schema.trim().to_string());
+            }
+        }
+    }
+    let named = std::iter::once(&config.tenancy.tenants_table)
+        .chain(config.global_tables.iter().map(|g| &g.name))
+        .chain(config.tables.iter().map(|t| &t.name));
+    for name in named {
+        if let Some((schema, _)) = name.split_once('.') {
+            schemas.insert(schema.to_string());
+        }
+    }
+    schemas.into_iter().collect()
+}
+
+/// The tables a migration's SQL declares it changes the row counts of:
+/// `-- tenantgate:moves-data(table, …): reason`.
+pub fn moves_data_in(sql: &str) -> BTreeSet<String> {
+    let mut tables = BTreeSet::new();
+    for line in sql.lines() {
+        if let Some(rest) = line.trim().strip_prefix("-- tenantgate:moves-data(")
+            && let Some((list, _reason)) = rest.split_once(')')
+        {
+            tables.extend(list.split(',').map(|t| t.trim().to_string()));
+        }
+    }
+    tables
+}
+
+/// How a run behaves; the flags of `app migrate`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dry_run: bool,
+    pub backup: bool,
+    pub backup_dir: PathBuf,
+    pub verify_restore: bool,
+    /// Keep this many backups per target; older ones are removed after a new one is taken.
+    pub keep: Option<usize>,
+    pub rollback: bool,
+    /// Apply up to this version (included); the newest when `None`.
+    pub target: Option<i64>,
+    pub timeouts: Timeouts,
+    /// How long to wait for another runner's migration lock.
+    pub wait_for_lock: Duration,
+    /// Where pg_dump and pg_restore are.
+    pub pg_bin: Option<PathBuf>,
+    /// Where the JSON report goes; beside the backups when `None`.
+    pub report: Option<PathBuf>,
+    /// Write the JSON report also when the run changed nothing (up to date, refused).
+    pub report_unchanged: bool,
+    /// Set on Ctrl-C: the run stops before the next migration and rolls back.
+    pub interrupted: Arc<AtomicBool>,
+    /// A dump that already holds this target (a fan-out takes one for all its schemas):
+    /// the run takes no backup of its own and restores its part of this one on failure.
+    pub shared_backup: Option<Arc<backup::SharedBackup>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            dry_run: false,
+            backup: true,
+            backup_dir: PathBuf::from("backups"),
+            verify_restore: false,
+            keep: None,
+            rollback: true,
+            target: None,
+            timeouts: Timeouts::default(),
+            wait_for_lock: Duration::from_secs(60),
+            pg_bin: None,
+            report: None,
+            report_unchanged: true,
+            interrupted: Arc::new(AtomicBool::new(false)),
+            shared_backup: None,
+        }
+    }
+}
+
+/// Written while a run is under way and removed when it ends: a run that finds one knows
+/// the last run died (killed, machine lost) and says so.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Marker {
+    pid: u32,
+    started_at: String,
+    backup: Option<String>,
+    /// The migration being applied, and whether it runs outside a transaction (then a
+    /// killed run may have left it half-applied).
+    #[serde(default)]
+    applying: Option<(String, bool)>,
+}
+
+fn marker_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(format!("{label}.migrating.json"))
+}
+
+/// Runs the whole sequence on one target. Failures are reported, not returned: the only
+/// `Err` is a report that could not be written.
+pub async fn migrate(
+    source: &Source<'_>,
+    config: &Config,
+    target: &Target,
+    options: &Options,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Report {
+    let started = Instant::now();
+    let mut report = Report::new("app migrate", target, source);
+    let files = Files::new(&options.backup_dir, &target.label());
+    let Some(mut conn) = connect_or_refuse(target, !options.dry_run, &mut report, started).await
+    else {
+        return report;
+    };
+    let lock = match RunnerLock::acquire(&mut conn, target, options.wait_for_lock, progress).await {
+        Ok(lock) => lock,
+        Err(error) => {
+            refuse(
+                &mut report,
+                started,
+                Check::fail("lock", format!("{error:#}")),
+            );
+            conn.close().await;
+            return report;
+        }
+    };
+    let result = locked(
+        source,
+        config,
+        target,
+        options,
+        &files,
+        &mut conn,
+        &mut report,
+        progress,
+    )
+    .await;
+    if let Err(error) = result {
+        report.error.get_or_insert_with(|| format!("{error:#}"));
+        if report.outcome == Outcome::Running {
+            report.outcome = Outcome::Failed;
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    let changed = !matches!(
+        report.outcome,
+        Outcome::UpToDate | Outcome::Refused | Outcome::DryRun
+    );
+    if options.report.is_some() || (!options.dry_run && (changed || options.report_unchanged)) {
+        let path = options.report.clone().unwrap_or_else(|| files.report());
+        report.report_path = Some(path.display().to_string());
+        if let Err(error) =
+            std::fs::create_dir_all(&options.backup_dir).and_then(|()| report.write_json(&path))
+        {
+            progress(&format!(
+                "could not write the report {}: {error}",
+                path.display()
+            ));
+        }
+    }
+    // A refused run changed nothing: a marker it found still describes the database.
+    let validated = report
+        .step("validate")
+        .is_some_and(|s| s.status != Status::Fail);
+    if !options.dry_run && validated {
+        let _ = std::fs::remove_file(marker_path(&options.backup_dir, &target.label()));
+    }
+    lock.release(&mut conn).await;
+    conn.close().await;
+    report
+}
+
+/// Connects, or records the refusal in `report`.
+async fn connect_or_refuse(
+    target: &Target,
+    create: bool,
+    report: &mut Report,
+    started: Instant,
+) -> Option<Conn> {
+    match target.connect(create).await {
+        Ok(conn) => Some(conn),
+        Err(error) => {
+            refuse(
+                report,
+                started,
+                Check::fail("connection", format!("{error:#}")),
+            );
+            None
+        }
+    }
+}
+
+fn refuse(report: &mut Report, started: Instant, check: Check) {
+    report.error = Some(check.detail.clone());
+    report.steps.push(Step::from_checks(
+        "validate",
+        started.elapsed().as_secs_f64(),
+        vec![check],
+    ));
+    report.outcome = Outcome::Refused;
+    report.seconds = started.elapsed().as_secs_f64();
+}
+
+fn first_failure(step: &Step) -> Option<String> {
+    step.checks
+        .iter()
+        .find(|c| c.status == Status::Fail)
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.name,
+                c.detail.lines().next().unwrap_or_default()
+            )
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn locked(
+    source: &Source<'_>,
+    config: &Config,
+    target: &Target,
+    options: &Options,
+    files: &Files,
+    conn: &mut Conn,
+    report: &mut Report,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<()> {
+    // Validate: nothing is written before every check passed.
+    let step_started = Instant::now();
+    apply::session_settings(conn, &options.timeouts).await?;
+    let mut checks = vec![Check::pass("connection", server_version(conn).await?)];
+    let marker = marker_path(&options.backup_dir, &target.label());
+    if let Ok(text) = std::fs::read_to_string(&marker) {
+        let previous: Option<Marker> = serde_json::from_str(&text).ok();
+        let check = match previous {
+            Some(Marker {
+                applying: Some((file, true)),
+                pid,
+                started_at,
+                backup,
+            }) => Check::fail(
+                "previous run",
+                format!(
+                    "the run started at {started_at} by process {pid} was killed while applying {file}, which runs \
+                     outside a transaction and may be half-applied; restore its backup ({}) or finish {file} by hand, \
+                     then delete {}",
+                    backup.as_deref().unwrap_or("none was taken"),
+                    marker.display()
+                ),
+            ),
+            Some(m) => Check::pass(
+                "previous run",
+                format!(
+                    "the run started at {} by process {} did not finish (killed?){}; its backup: {}. \
+                     Its migration ran in a transaction, which the database rolled back: continuing from the last applied one",
+                    m.started_at,
+                    m.pid,
+                    m.applying
+                        .map(|(file, _)| format!(" while applying {file}"))
+                        .unwrap_or_default(),
+                    m.backup.as_deref().unwrap_or("none")
+                ),
+            ),
+            None => Check::pass(
+                "previous run",
+                format!("{} is left from an unfinished run", marker.display()),
+            ),
+        };
+        progress(&format!("note: {}", check.detail));
+        checks.push(check);
+    }
+    let applied = validate::read_applied(conn, &source.migrator.table_name)
+        .await
+        .context("read the migrations table")?;
+    let plan = validate::plan(source, applied.as_deref(), options.target);
+    checks.extend(plan.checks.iter().cloned());
+    let pending = plan.pending.clone();
+    report.from_version = plan.current;
+    report.to_version = plan.current;
+    let will_back_up = options.backup && !options.dry_run && !pending.is_empty();
+    if will_back_up {
+        checks.push(backup_room(conn, &options.backup_dir).await);
+    } else if !options.backup && !options.dry_run && !pending.is_empty() {
+        checks.push(Check::skip(
+            "backup space",
+            "--no-backup: no backup will be taken",
+        ));
+    }
+    let validate_step = Step::from_checks("validate", step_started.elapsed().as_secs_f64(), checks);
+    let valid = validate_step.status != Status::Fail;
+    report.error = first_failure(&validate_step);
+    report.steps.push(validate_step);
+    if !valid {
+        report.outcome = Outcome::Refused;
+        return Ok(());
+    }
+
+    if pending.is_empty() {
+        let step_started = Instant::now();
+        let verified = verify::verify(
+            conn,
+            source,
+            config,
+            options.target,
+            &target.scope(source, config),
+            false,
+        )
+        .await?;
+        report.schema_text = Some(verified.schema_text);
+        let step = Step::from_checks(
+            "verify",
+            step_started.elapsed().as_secs_f64(),
+            verified.checks,
+        );
+        report.outcome = if step.status == Status::Fail {
+            report.error = first_failure(&step);
+            Outcome::Failed
+        } else {
+            Outcome::UpToDate
+        };
+        report.steps.push(step);
+        return Ok(());
+    }
+
+    if options.dry_run {
+        let step_started = Instant::now();
+        let runs = apply::dry_run(conn, source, &pending, progress).await?;
+        let failed = runs.iter().find(|r| r.status == Status::Fail);
+        let detail = match failed {
+            Some(run) => run.error.clone().unwrap_or_default(),
+            None => format!(
+                "{} rehearsed and rolled back; {} not rehearsable",
+                runs.iter().filter(|r| r.status == Status::Pass).count(),
+                runs.iter().filter(|r| r.status == Status::Skip).count()
+            ),
+        };
+        report.steps.push(Step {
+            step: "dry-run",
+            status: if failed.is_some() {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
+            seconds: step_started.elapsed().as_secs_f64(),
+            detail: detail.clone(),
+            checks: Vec::new(),
+        });
+        report.outcome = if failed.is_some() {
+            report.error = Some(detail);
+            Outcome::Refused
+        } else {
+            Outcome::DryRun
+        };
+        report.to_version = runs
+            .iter()
+            .filter(|r| r.status == Status::Pass)
+            .map(|r| r.version)
+            .max()
+            .or(plan.current);
+        report.migrations = runs;
+        return Ok(());
+    }
+
+    std::fs::create_dir_all(&options.backup_dir).with_context(|| {
+        format!(
+            "create {} (choose another with --backup-dir)",
+            options.backup_dir.display()
+        )
+    })?;
+    let mut marker_data = Marker {
+        pid: std::process::id(),
+        started_at: report.started_at.clone(),
+        backup: None,
+        applying: None,
+    };
+    write_marker(&marker, &marker_data)?;
+
+    // Back up, and remember the state a rollback must return to.
+    let before: Counts;
+    let shared = options.shared_backup.as_ref().filter(|_| options.backup);
+    if let Some(shared) = shared {
+        let schema = target.schema.clone().unwrap_or_default();
+        before = match shared.counts.get(&schema) {
+            Some(counts) => counts.clone(),
+            None => backup::row_counts(conn).await?,
+        };
+        report.steps.push(Step {
+            step: "backup",
+            status: Status::Pass,
+            seconds: 0.0,
+            detail: format!(
+                "{} (one dump of every schema of this run, taken before it started; {})",
+                shared.info.path,
+                shared.info.verified_by.join("; ")
+            ),
+            checks: Vec::new(),
+        });
+        marker_data.backup = Some(shared.info.path.clone());
+        write_marker(&marker, &marker_data)?;
+        report.backup = Some(shared.info.clone());
+    } else if options.backup {
+        let step_started = Instant::now();
+        progress("backing up");
+        let request = BackupRequest {
+            target,
+            files,
+            pg_bin: options.pg_bin.as_deref(),
+            verify_restore: options.verify_restore,
+        };
+        match backup::backup(conn, &request).await {
+            Ok((info, counts)) => {
+                report.steps.push(Step {
+                    step: "backup",
+                    status: Status::Pass,
+                    seconds: step_started.elapsed().as_secs_f64(),
+                    detail: format!(
+                        "{} ({} bytes; {})",
+                        info.path,
+                        info.bytes,
+                        info.verified_by.join("; ")
+                    ),
+                    checks: Vec::new(),
+                });
+                marker_data.backup = Some(info.path.clone());
+                write_marker(&marker, &marker_data)?;
+                report.backup = Some(info);
+                before = counts;
+            }
+            Err(error) => {
+                let detail = format!("{error:#}");
+                report.steps.push(Step {
+                    step: "backup",
+                    status: Status::Fail,
+                    seconds: step_started.elapsed().as_secs_f64(),
+                    detail: detail.clone(),
+                    checks: Vec::new(),
+                });
+                report.error = Some(format!("backup failed: {detail}"));
+                report.outcome = Outcome::Refused;
+                return Ok(());
+            }
+        }
+        if let Some(keep) = options.keep {
+            let removed = backup::prune(&options.backup_dir, &target.label(), keep)?;
+            if !removed.is_empty() {
+                progress(&format!(
+                    "--keep {keep}: removed {} older backup files",
+                    removed.len()
+                ));
+            }
+        }
+    } else {
+        before = backup::row_counts(conn).await?;
+        report.steps.push(Step {
+            step: "backup",
+            status: Status::Skip,
+            seconds: 0.0,
+            detail: "--no-backup: a rollback reverts with the down migrations".to_string(),
+            checks: Vec::new(),
+        });
+    }
+    let before_schema = verify::read_schema(conn, source, &target.scope(source, config))
+        .await?
+        .render();
+
+    // Apply.
+    let step_started = Instant::now();
+    let mut runs = Vec::new();
+    let mut interrupted = false;
+    for migration in &pending {
+        if options.interrupted.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        marker_data.applying = Some((source.file_of(migration.version), migration.no_tx));
+        write_marker(&marker, &marker_data)?;
+        let mut run = apply::apply(
+            conn,
+            source,
+            std::slice::from_ref(migration),
+            &options.timeouts,
+            progress,
+        )
+        .await?;
+        let failed = run.iter().any(|r| r.status == Status::Fail);
+        runs.append(&mut run);
+        if failed {
+            break;
+        }
+    }
+    let failed_run: Option<&MigrationRun> = runs.iter().find(|r| r.status == Status::Fail);
+    let apply_error = match failed_run {
+        Some(run) => Some(run.error.clone().unwrap_or_default()),
+        None if interrupted => {
+            Some("interrupted (Ctrl-C) before all migrations were applied".to_string())
+        }
+        None => None,
+    };
+    report.steps.push(Step {
+        step: "apply",
+        status: if apply_error.is_some() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
+        seconds: step_started.elapsed().as_secs_f64(),
+        detail: apply_error
+            .clone()
+            .unwrap_or_else(|| format!("{} migrations applied", runs.len())),
+        checks: Vec::new(),
+    });
+    let applied_now: Vec<&Migration> = pending
+        .iter()
+        .copied()
+        .filter(|m| {
+            runs.iter()
+                .any(|r| r.version == m.version && r.status == Status::Pass)
+        })
+        .collect();
+    report.to_version = applied_now.last().map(|m| m.version).or(plan.current);
+    report.migrations = runs;
+
+    // Verify.
+    let mut failure = apply_error.clone();
+    if apply_error.is_none() {
+        let step_started = Instant::now();
+        progress("verifying");
+        let verified = verify::verify(
+            conn,
+            source,
+            config,
+            options.target,
+            &target.scope(source, config),
+            true,
+        )
+        .await?;
+        report.schema_text = Some(verified.schema_text);
+        let mut checks = verified.checks;
+        let after = backup::row_counts(conn).await?;
+        checks.push(verify::row_counts(
+            &before,
+            &after,
+            &source.declared_moves(config, &applied_now),
+            &source.migrator.table_name,
+        ));
+        let step = Step::from_checks("verify", step_started.elapsed().as_secs_f64(), checks);
+        failure = first_failure(&step);
+        report.steps.push(step);
+    }
+    let Some(failure) = failure else {
+        report.outcome = Outcome::Migrated;
+        report.error = None;
+        return Ok(());
+    };
+    report.error = Some(failure);
+    if !options.rollback {
+        report.outcome = Outcome::Failed;
+        report.steps.push(Step {
+            step: "rollback",
+            status: Status::Skip,
+            seconds: 0.0,
+            detail: "--no-rollback: the database is left as the failure left it".to_string(),
+            checks: Vec::new(),
+        });
+        return Ok(());
+    }
+
+    // Roll back, then check the database equals its state before the run.
+    let step_started = Instant::now();
+    progress("rolling back");
+    let reverted = match &report.backup {
+        Some(info) => backup::restore(
+            conn,
+            target,
+            Path::new(&info.path),
+            options.pg_bin.as_deref(),
+        )
+        .await
+        .map(|()| format!("restored {}", info.path)),
+        None => revert(conn, source, &applied_now).await,
+    };
+    let mut checks = Vec::new();
+    match reverted {
+        Ok(how) => {
+            checks.push(Check::pass("restore", how));
+            let after_schema = verify::read_schema(conn, source, &target.scope(source, config))
+                .await?
+                .render();
+            report.schema_text = Some(after_schema.clone());
+            checks.push(if after_schema == before_schema {
+                Check::pass("schema", "equals the schema before the run")
+            } else {
+                verify::drift(&before_schema, &after_schema, source)
+            });
+            let after = backup::row_counts(conn).await?;
+            checks.push(
+                match backup::compare_counts(
+                    &before,
+                    &after,
+                    "before the run",
+                    "after the rollback",
+                ) {
+                    Ok(()) => Check::pass(
+                        "row counts",
+                        format!("{} tables have their rows of before the run", after.len()),
+                    ),
+                    Err(error) => Check::fail("row counts", format!("{error:#}")),
+                },
+            );
+        }
+        Err(error) => checks.push(Check::fail("restore", format!("{error:#}"))),
+    }
+    let step = Step::from_checks("rollback", step_started.elapsed().as_secs_f64(), checks);
+    report.outcome = if step.status == Status::Pass {
+        Outcome::RolledBack
+    } else {
+        Outcome::Failed
+    };
+    report.steps.push(step);
+    let applied = validate::read_applied(conn, &source.migrator.table_name).await?;
+    report.to_version = applied.and_then(|a| a.last().map(|a| a.version));
+    Ok(())
+}
+
+/// A number below `bound` that differs between calls (retry jitter, scratch names).
+fn random(bound: u64) -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    std::collections::hash_map::RandomState::new().hash_one(nanos) % bound
+}
+
+fn write_marker(path: &Path, marker: &Marker) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string(marker)?)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+async fn server_version(conn: &mut Conn) -> anyhow::Result<String> {
+    Ok(match conn {
+        Conn::Postgres(_) => format!(
+            "PostgreSQL {}",
+            conn.texts("SHOW server_version").await?.join("")
+        ),
+        Conn::Sqlite(_) => format!(
+            "SQLite {}",
+            conn.texts("SELECT sqlite_version()").await?.join("")
+        ),
+    })
+}
+
+async fn backup_room(conn: &mut Conn, dir: &Path) -> Check {
+    let needed = match validate::database_bytes(conn).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return Check::fail(
+                "backup space",
+                format!("could not size the database: {error:#}"),
+            );
+        }
+    };
+    match validate::free_bytes(dir) {
+        // A custom-format dump is compressed; the database's size is a generous bound.
+        Some(free) if free >= needed + needed / 5 => Check::pass(
+            "backup space",
+            format!(
+                "{} needed at most, {} free in {}",
+                megabytes(needed),
+                megabytes(free),
+                dir.display()
+            ),
+        ),
+        Some(free) => Check::fail(
+            "backup space",
+            format!(
+                "the backup needs up to {}, but {} has {} free; free space, choose --backup-dir elsewhere, or pass --no-backup",
+                megabytes(needed),
+                dir.display(),
+                megabytes(free)
+            ),
+        ),
+        None => Check::fail(
+            "backup space",
+            format!("cannot read the free space of {}", dir.display()),
+        ),
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// Reverts the migrations of this run, newest first, with their down migrations.
+async fn revert(
+    conn: &mut Conn,
+    source: &Source<'_>,
+    applied: &[&Migration],
+) -> anyhow::Result<String> {
+    let table = source.migrator.table_name.as_ref();
+    for migration in applied.iter().rev() {
+        let down = source.down_of(migration.version).with_context(|| {
+            format!(
+                "{} has no down migration and no backup was taken: restore the database by hand",
+                source.file_of(migration.version)
+            )
+        })?;
+        let result = match conn {
+            Conn::Postgres(c) => c.revert(table, down).await,
+            Conn::Sqlite(c) => c.revert(table, down).await,
+        };
+        result.with_context(|| format!("revert {}", source.file_of(migration.version)))?;
+    }
+    Ok(format!(
+        "reverted {} migrations with their down migrations",
+        applied.len()
+    ))
+}
+
+/// `app verify`: the checks alone, on a database the runner does not change.
+pub async fn verify_database(source: &Source<'_>, config: &Config, target: &Target) -> Report {
+    let started = Instant::now();
+    let mut report = Report::new("app verify", target, source);
+    let Some(mut conn) = connect_or_refuse(target, false, &mut report, started).await else {
+        return report;
+    };
+    match verify::verify(
+        &mut conn,
+        source,
+        config,
+        None,
+        &target.scope(source, config),
+        true,
+    )
+    .await
+    {
+        Ok(verified) => {
+            let step =
+                Step::from_checks("verify", started.elapsed().as_secs_f64(), verified.checks);
+            report.error = first_failure(&step);
+            report.outcome = if step.status == Status::Fail {
+                Outcome::Failed
+            } else {
+                Outcome::UpToDate
+            };
+            report.from_version = verified.version;
+            report.to_version = verified.version;
+            report.steps.push(step);
+        }
+        Err(error) => {
+            report.error = Some(format!("{error:#}"));
+            report.outcome = Outcome::Failed;
+        }
+    }
+    conn.close().await;
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+}
