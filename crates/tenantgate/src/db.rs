@@ -180,14 +180,14 @@ impl Conn {
     pub async fn row_counts(
         &mut self,
         scope: &Scope,
-        except: &str,
+        except: Option<&str>,
     ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
         let mut counts = std::collections::BTreeMap::new();
         let tables: Vec<String> = self
             .tables(scope)
             .await?
             .into_iter()
-            .filter(|table| !crate::config::same_table(table, except))
+            .filter(|table| except.is_none_or(|except| !crate::config::same_table(table, except)))
             .collect();
         if tables.is_empty() {
             return Ok(counts);

@@ -604,7 +604,7 @@ impl Rehearsal<'_, '_> {
         let table = self.set.table().to_string();
         let counts = self
             .conn()
-            .row_counts(&Scope::Database, &table)
+            .row_counts(&Scope::Database, Some(&table))
             .await
             .map_err(|error| Failure::new(format!("{error:#}")))?;
         let schema = self.schema("at the fixture's version").await?;

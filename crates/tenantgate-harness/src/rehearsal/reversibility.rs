@@ -35,7 +35,7 @@ impl State {
             .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?
             .render();
         let counts = conn
-            .row_counts(&Scope::Database, migrations_table)
+            .row_counts(&Scope::Database, Some(migrations_table))
             .await
             .map_err(|error| Failure::new(format!("{error:#}")))?;
         Ok(State { schema, counts })

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sqlx::migrate::{Migrate, MigrateError, Migration};
+use sqlx::migrate::{MigrateError, Migration};
 
 use super::Source;
 use super::report::{MigrationRun, Status};
@@ -83,17 +83,6 @@ fn describe(error: &MigrateError) -> String {
     }
 }
 
-async fn apply_one(
-    conn: &mut Conn,
-    table: &str,
-    migration: &Migration,
-) -> Result<(), MigrateError> {
-    match conn {
-        Conn::Postgres(conn) => conn.apply(table, migration).await.map(drop),
-        Conn::Sqlite(conn) => conn.apply(table, migration).await.map(drop),
-    }
-}
-
 /// Applies `pending` in order; stops at the first failure, which is the last entry.
 pub async fn apply(
     conn: &mut Conn,
@@ -103,10 +92,7 @@ pub async fn apply(
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<MigrationRun>> {
     let table = source.migrator.table_name.as_ref();
-    match conn {
-        Conn::Postgres(c) => c.ensure_migrations_table(table).await?,
-        Conn::Sqlite(c) => c.ensure_migrations_table(table).await?,
-    }
+    conn.ensure_migrations_table(table).await?;
     let mut runs = Vec::new();
     for migration in pending {
         let file = source.file_of(migration.version);
@@ -115,8 +101,8 @@ pub async fn apply(
         let mut attempts = 0;
         let error = loop {
             attempts += 1;
-            match apply_one(conn, table, migration).await {
-                Ok(()) => break None,
+            match conn.apply(table, migration).await {
+                Ok(_) => break None,
                 Err(error) if transient(&error) && attempts <= timeouts.lock_retries => {
                     // Jittered, so parallel schemas do not collide again.
                     let jitter = super::random(200);

@@ -22,37 +22,16 @@ use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use super::report::BackupInfo;
 use super::target::{Target, redacted};
-use crate::db::{Conn, quote};
+use crate::db::{Conn, Scope, quote};
 
 /// Row counts per table.
 pub type Counts = BTreeMap<String, i64>;
 
-/// Counts the rows of every table of the target (the migrations table included: its rows
-/// are part of the state a rollback must restore).
+/// Counts the rows of every table of the target's schema, which is what its dump holds
+/// (the migrations table included: its rows are part of the state a rollback must
+/// restore).
 pub async fn row_counts(conn: &mut Conn) -> anyhow::Result<Counts> {
-    let tables = match conn {
-        Conn::Postgres(_) => {
-            conn.texts(
-                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1",
-            )
-            .await?
-        }
-        Conn::Sqlite(_) => {
-            conn.texts(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
-            )
-            .await?
-        }
-    };
-    let mut counts = Counts::new();
-    for table in tables {
-        let count = conn
-            .count(&format!("SELECT count(*) FROM {}", quote(&table)))
-            .await?;
-        counts.insert(table, count);
-    }
-    Ok(counts)
+    conn.row_counts(&Scope::CurrentSchema, None).await
 }
 
 /// Where backups and reports of one target go, and how they are named.

@@ -23,14 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sqlx::migrate::{Migrate, Migration, Migrator};
+use sqlx::migrate::{Migration, Migrator};
 
 use crate::config::Config;
-use crate::db::Conn;
+use crate::db::{Conn, Scope};
 use crate::{App, Backend};
 pub use apply::Timeouts;
 use backup::{BackupRequest, Counts, Files};
-use report::{Check, MigrationRun, Step};
+use report::{Check, Step};
 pub use report::{Outcome, Report, Status};
 use runner_lock::RunnerLock;
 pub use target::Target;
@@ -238,17 +238,26 @@ pub async fn migrate(
             return report;
         }
     };
-    let result = locked(
+    let mut run = Run {
         source,
         config,
         target,
         options,
-        &files,
-        &mut conn,
-        &mut report,
+        files: &files,
+        conn: &mut conn,
+        report: &mut report,
         progress,
-    )
-    .await;
+        scope: target.scope(source, config),
+        marker: marker_path(&options.backup_dir, &target.label()),
+        marker_data: Marker {
+            pid: std::process::id(),
+            started_at: String::new(),
+            backup: None,
+            applying: None,
+        },
+    };
+    run.marker_data.started_at = run.report.started_at.clone();
+    let result = run.run().await;
     if let Err(error) = result {
         report.error.get_or_insert_with(|| format!("{error:#}"));
         if report.outcome == Outcome::Running {
@@ -328,117 +337,136 @@ fn first_failure(step: &Step) -> Option<String> {
         })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn locked(
-    source: &Source<'_>,
-    config: &Config,
-    target: &Target,
-    options: &Options,
-    files: &Files,
-    conn: &mut Conn,
-    report: &mut Report,
-    progress: &mut (dyn FnMut(&str) + Send),
-) -> anyhow::Result<()> {
-    // Validate: nothing is written before every check passed.
-    let step_started = Instant::now();
-    apply::session_settings(conn, &options.timeouts).await?;
-    let mut checks = vec![Check::pass("connection", server_version(conn).await?)];
-    let marker = marker_path(&options.backup_dir, &target.label());
-    if let Ok(text) = std::fs::read_to_string(&marker) {
-        let previous: Option<Marker> = serde_json::from_str(&text).ok();
-        let check = match previous {
-            Some(Marker {
-                applying: Some((file, true)),
-                pid,
-                started_at,
-                backup,
-            }) => Check::fail(
-                "previous run",
-                format!(
-                    "the run started at {started_at} by process {pid} was killed while applying {file}, which runs \
-                     outside a transaction and may be half-applied; restore its backup ({}) or finish {file} by hand, \
-                     then delete {}",
-                    backup.as_deref().unwrap_or("none was taken"),
-                    marker.display()
-                ),
-            ),
-            Some(m) => Check::pass(
-                "previous run",
-                format!(
-                    "the run started at {} by process {} did not finish (killed?){}; its backup: {}. \
-                     Its migration ran in a transaction, which the database rolled back: continuing from the last applied one",
-                    m.started_at,
-                    m.pid,
-                    m.applying
-                        .map(|(file, _)| format!(" while applying {file}"))
-                        .unwrap_or_default(),
-                    m.backup.as_deref().unwrap_or("none")
-                ),
-            ),
-            None => Check::pass(
-                "previous run",
-                format!("{} is left from an unfinished run", marker.display()),
-            ),
+/// One run under the migration lock, as its steps: validate → (verify when up to date |
+/// dry run | back up → apply → verify → roll back on failure). Each step records itself
+/// in the report; the value carries what the later steps need of the earlier ones.
+struct Run<'r, 'a> {
+    source: &'r Source<'a>,
+    config: &'r Config,
+    target: &'r Target,
+    options: &'r Options,
+    files: &'r Files,
+    conn: &'r mut Conn,
+    report: &'r mut Report,
+    progress: &'r mut (dyn FnMut(&str) + Send),
+    /// The schemas the run reads.
+    scope: Scope,
+    /// The marker file, and what it says while the run is under way.
+    marker: PathBuf,
+    marker_data: Marker,
+}
+
+/// What a rollback must return the target to.
+struct Before {
+    counts: Counts,
+    schema: String,
+}
+
+/// What the apply step did.
+struct Applied<'m> {
+    migrations: Vec<&'m Migration>,
+    /// Why it stopped before the end, when it did.
+    error: Option<String>,
+}
+
+impl<'r> Run<'r, '_> {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        let Some(pending) = self.validate().await? else {
+            return Ok(());
         };
-        progress(&format!("note: {}", check.detail));
-        checks.push(check);
-    }
-    let applied = validate::read_applied(conn, &source.migrator.table_name)
-        .await
-        .context("read the migrations table")?;
-    let plan = validate::plan(source, applied.as_deref(), options.target);
-    checks.extend(plan.checks.iter().cloned());
-    let pending = plan.pending.clone();
-    report.from_version = plan.current;
-    report.to_version = plan.current;
-    let will_back_up = options.backup && !options.dry_run && !pending.is_empty();
-    if will_back_up {
-        checks.push(backup_room(conn, &options.backup_dir).await);
-    } else if !options.backup && !options.dry_run && !pending.is_empty() {
-        checks.push(Check::skip(
-            "backup space",
-            "--no-backup: no backup will be taken",
-        ));
-    }
-    let validate_step = Step::from_checks("validate", step_started.elapsed().as_secs_f64(), checks);
-    let valid = validate_step.status != Status::Fail;
-    report.error = first_failure(&validate_step);
-    report.steps.push(validate_step);
-    if !valid {
-        report.outcome = Outcome::Refused;
-        return Ok(());
+        if pending.is_empty() {
+            return self.verify_up_to_date().await;
+        }
+        if self.options.dry_run {
+            return self.dry_run(&pending).await;
+        }
+        let Some(before) = self.back_up().await? else {
+            return Ok(());
+        };
+        let applied = self.apply(&pending).await?;
+        let failure = match &applied.error {
+            Some(error) => Some(error.clone()),
+            None => self.verify(&applied, &before).await?,
+        };
+        match failure {
+            None => {
+                self.report.outcome = Outcome::Migrated;
+                self.report.error = None;
+                Ok(())
+            }
+            Some(failure) => self.roll_back(failure, &applied, &before).await,
+        }
     }
 
-    if pending.is_empty() {
+    /// Nothing is written before every check passed; `None` when the run is refused,
+    /// else the pending migrations.
+    async fn validate(&mut self) -> anyhow::Result<Option<Vec<&'r Migration>>> {
+        let step_started = Instant::now();
+        apply::session_settings(self.conn, &self.options.timeouts).await?;
+        let mut checks = vec![Check::pass("connection", server_version(self.conn).await?)];
+        if let Some(check) = previous_run(&self.marker) {
+            (self.progress)(&format!("note: {}", check.detail));
+            checks.push(check);
+        }
+        let applied = validate::read_applied(self.conn, &self.source.migrator.table_name)
+            .await
+            .context("read the migrations table")?;
+        let source: &'r Source<'_> = self.source;
+        let plan = validate::plan(source, applied.as_deref(), self.options.target);
+        checks.extend(plan.checks.iter().cloned());
+        self.report.from_version = plan.current;
+        self.report.to_version = plan.current;
+        let pending = plan.pending.clone();
+        if !self.options.dry_run && !pending.is_empty() {
+            checks.push(if self.options.backup {
+                backup_room(self.conn, &self.options.backup_dir).await
+            } else {
+                Check::skip("backup space", "--no-backup: no backup will be taken")
+            });
+        }
+        let step = Step::from_checks("validate", step_started.elapsed().as_secs_f64(), checks);
+        let valid = step.status != Status::Fail;
+        self.report.error = first_failure(&step);
+        self.report.steps.push(step);
+        if !valid {
+            self.report.outcome = Outcome::Refused;
+            return Ok(None);
+        }
+        Ok(Some(pending))
+    }
+
+    /// Nothing is pending: the database is verified as it is.
+    async fn verify_up_to_date(&mut self) -> anyhow::Result<()> {
         let step_started = Instant::now();
         let verified = verify::verify(
-            conn,
-            source,
-            config,
-            options.target,
-            &target.scope(source, config),
+            self.conn,
+            self.source,
+            self.config,
+            self.options.target,
+            &self.scope,
             false,
         )
         .await?;
-        report.schema_text = Some(verified.schema_text);
+        self.report.schema_text = Some(verified.schema_text);
         let step = Step::from_checks(
             "verify",
             step_started.elapsed().as_secs_f64(),
             verified.checks,
         );
-        report.outcome = if step.status == Status::Fail {
-            report.error = first_failure(&step);
+        self.report.outcome = if step.status == Status::Fail {
+            self.report.error = first_failure(&step);
             Outcome::Failed
         } else {
             Outcome::UpToDate
         };
-        report.steps.push(step);
-        return Ok(());
+        self.report.steps.push(step);
+        Ok(())
     }
 
-    if options.dry_run {
+    /// `--dry-run`: the pending migrations in one transaction that is rolled back.
+    async fn dry_run(&mut self, pending: &[&Migration]) -> anyhow::Result<()> {
         let step_started = Instant::now();
-        let runs = apply::dry_run(conn, source, &pending, progress).await?;
+        let runs = apply::dry_run(self.conn, self.source, pending, self.progress).await?;
         let failed = runs.iter().find(|r| r.status == Status::Fail);
         let detail = match failed {
             Some(run) => run.error.clone().unwrap_or_default(),
@@ -448,7 +476,7 @@ async fn locked(
                 runs.iter().filter(|r| r.status == Status::Skip).count()
             ),
         };
-        report.steps.push(Step {
+        self.report.steps.push(Step {
             step: "dry-run",
             status: if failed.is_some() {
                 Status::Fail
@@ -459,281 +487,345 @@ async fn locked(
             detail: detail.clone(),
             checks: Vec::new(),
         });
-        report.outcome = if failed.is_some() {
-            report.error = Some(detail);
+        self.report.outcome = if failed.is_some() {
+            self.report.error = Some(detail);
             Outcome::Refused
         } else {
             Outcome::DryRun
         };
-        report.to_version = runs
+        self.report.to_version = runs
             .iter()
             .filter(|r| r.status == Status::Pass)
             .map(|r| r.version)
             .max()
-            .or(plan.current);
-        report.migrations = runs;
-        return Ok(());
+            .or(self.report.from_version);
+        self.report.migrations = runs;
+        Ok(())
     }
 
-    std::fs::create_dir_all(&options.backup_dir).with_context(|| {
-        format!(
-            "create {} (choose another with --backup-dir)",
-            options.backup_dir.display()
-        )
-    })?;
-    let mut marker_data = Marker {
-        pid: std::process::id(),
-        started_at: report.started_at.clone(),
-        backup: None,
-        applying: None,
-    };
-    write_marker(&marker, &marker_data)?;
-
-    // Back up, and remember the state a rollback must return to.
-    let before: Counts;
-    let shared = options.shared_backup.as_ref().filter(|_| options.backup);
-    if let Some(shared) = shared {
-        let schema = target.schema.clone().unwrap_or_default();
-        before = match shared.counts.get(&schema) {
-            Some(counts) => counts.clone(),
-            None => backup::row_counts(conn).await?,
-        };
-        report.steps.push(Step {
-            step: "backup",
-            status: Status::Pass,
-            seconds: 0.0,
-            detail: format!(
-                "{} (one dump of every schema of this run, taken before it started; {})",
-                shared.info.path,
-                shared.info.verified_by.join("; ")
-            ),
-            checks: Vec::new(),
-        });
-        marker_data.backup = Some(shared.info.path.clone());
-        write_marker(&marker, &marker_data)?;
-        report.backup = Some(shared.info.clone());
-    } else if options.backup {
-        let step_started = Instant::now();
-        progress("backing up");
-        let request = BackupRequest {
-            target,
-            files,
-            pg_bin: options.pg_bin.as_deref(),
-            verify_restore: options.verify_restore,
-        };
-        match backup::backup(conn, &request).await {
-            Ok((info, counts)) => {
-                report.steps.push(Step {
+    /// Backs up (or records that `--no-backup` was asked for, or uses the fan-out's
+    /// shared dump) and remembers the state a rollback must return to. `None` when the
+    /// backup failed: nothing was migrated.
+    async fn back_up(&mut self) -> anyhow::Result<Option<Before>> {
+        std::fs::create_dir_all(&self.options.backup_dir).with_context(|| {
+            format!(
+                "create {} (choose another with --backup-dir)",
+                self.options.backup_dir.display()
+            )
+        })?;
+        self.write_marker()?;
+        let counts = match (&self.options.shared_backup, self.options.backup) {
+            (Some(shared), true) => {
+                let schema = self.target.schema.clone().unwrap_or_default();
+                let counts = match shared.counts.get(&schema) {
+                    Some(counts) => counts.clone(),
+                    None => backup::row_counts(self.conn).await?,
+                };
+                self.report.steps.push(Step {
                     step: "backup",
                     status: Status::Pass,
-                    seconds: step_started.elapsed().as_secs_f64(),
+                    seconds: 0.0,
                     detail: format!(
-                        "{} ({} bytes; {})",
-                        info.path,
-                        info.bytes,
-                        info.verified_by.join("; ")
+                        "{} (one dump of every schema of this run, taken before it started; {})",
+                        shared.info.path,
+                        shared.info.verified_by.join("; ")
                     ),
                     checks: Vec::new(),
                 });
-                marker_data.backup = Some(info.path.clone());
-                write_marker(&marker, &marker_data)?;
-                report.backup = Some(info);
-                before = counts;
+                self.marker_data.backup = Some(shared.info.path.clone());
+                self.write_marker()?;
+                self.report.backup = Some(shared.info.clone());
+                counts
             }
-            Err(error) => {
-                let detail = format!("{error:#}");
-                report.steps.push(Step {
+            (None, true) => {
+                let step_started = Instant::now();
+                (self.progress)("backing up");
+                let request = BackupRequest {
+                    target: self.target,
+                    files: self.files,
+                    pg_bin: self.options.pg_bin.as_deref(),
+                    verify_restore: self.options.verify_restore,
+                };
+                match backup::backup(self.conn, &request).await {
+                    Ok((info, counts)) => {
+                        self.report.steps.push(Step {
+                            step: "backup",
+                            status: Status::Pass,
+                            seconds: step_started.elapsed().as_secs_f64(),
+                            detail: format!(
+                                "{} ({} bytes; {})",
+                                info.path,
+                                info.bytes,
+                                info.verified_by.join("; ")
+                            ),
+                            checks: Vec::new(),
+                        });
+                        self.marker_data.backup = Some(info.path.clone());
+                        self.write_marker()?;
+                        self.report.backup = Some(info);
+                        counts
+                    }
+                    Err(error) => {
+                        let detail = format!("{error:#}");
+                        self.report.steps.push(Step {
+                            step: "backup",
+                            status: Status::Fail,
+                            seconds: step_started.elapsed().as_secs_f64(),
+                            detail: detail.clone(),
+                            checks: Vec::new(),
+                        });
+                        self.report.error = Some(format!("backup failed: {detail}"));
+                        self.report.outcome = Outcome::Refused;
+                        return Ok(None);
+                    }
+                }
+            }
+            (_, false) => {
+                self.report.steps.push(Step {
                     step: "backup",
-                    status: Status::Fail,
-                    seconds: step_started.elapsed().as_secs_f64(),
-                    detail: detail.clone(),
+                    status: Status::Skip,
+                    seconds: 0.0,
+                    detail: "--no-backup: a rollback reverts with the down migrations".to_string(),
                     checks: Vec::new(),
                 });
-                report.error = Some(format!("backup failed: {detail}"));
-                report.outcome = Outcome::Refused;
-                return Ok(());
+                backup::row_counts(self.conn).await?
             }
-        }
-        if let Some(keep) = options.keep {
-            let removed = backup::prune(&options.backup_dir, &target.label(), keep)?;
+        };
+        if let (Some(keep), true, None) = (
+            self.options.keep,
+            self.options.backup,
+            &self.options.shared_backup,
+        ) {
+            let removed = backup::prune(&self.options.backup_dir, &self.target.label(), keep)?;
             if !removed.is_empty() {
-                progress(&format!(
+                (self.progress)(&format!(
                     "--keep {keep}: removed {} older backup files",
                     removed.len()
                 ));
             }
         }
-    } else {
-        before = backup::row_counts(conn).await?;
-        report.steps.push(Step {
-            step: "backup",
-            status: Status::Skip,
-            seconds: 0.0,
-            detail: "--no-backup: a rollback reverts with the down migrations".to_string(),
+        let schema = verify::read_schema(self.conn, self.source, &self.scope)
+            .await?
+            .render();
+        Ok(Some(Before { counts, schema }))
+    }
+
+    /// Applies the pending migrations one at a time; stops at the first failure or at an
+    /// interruption.
+    async fn apply<'m>(&mut self, pending: &[&'m Migration]) -> anyhow::Result<Applied<'m>> {
+        let step_started = Instant::now();
+        let mut runs = Vec::new();
+        let mut interrupted = false;
+        for migration in pending {
+            if self.options.interrupted.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+            self.marker_data.applying =
+                Some((self.source.file_of(migration.version), migration.no_tx));
+            self.write_marker()?;
+            let mut run = apply::apply(
+                self.conn,
+                self.source,
+                std::slice::from_ref(migration),
+                &self.options.timeouts,
+                self.progress,
+            )
+            .await?;
+            let failed = run.iter().any(|r| r.status == Status::Fail);
+            runs.append(&mut run);
+            if failed {
+                break;
+            }
+        }
+        let error = match runs.iter().find(|r| r.status == Status::Fail) {
+            Some(run) => Some(run.error.clone().unwrap_or_default()),
+            None if interrupted => {
+                Some("interrupted (Ctrl-C) before all migrations were applied".to_string())
+            }
+            None => None,
+        };
+        self.report.steps.push(Step {
+            step: "apply",
+            status: if error.is_some() {
+                Status::Fail
+            } else {
+                Status::Pass
+            },
+            seconds: step_started.elapsed().as_secs_f64(),
+            detail: error
+                .clone()
+                .unwrap_or_else(|| format!("{} migrations applied", runs.len())),
             checks: Vec::new(),
         });
+        let migrations: Vec<&Migration> = pending
+            .iter()
+            .copied()
+            .filter(|m| {
+                runs.iter()
+                    .any(|r| r.version == m.version && r.status == Status::Pass)
+            })
+            .collect();
+        self.report.to_version = migrations
+            .last()
+            .map(|m| m.version)
+            .or(self.report.from_version);
+        self.report.migrations = runs;
+        Ok(Applied { migrations, error })
     }
-    let before_schema = verify::read_schema(conn, source, &target.scope(source, config))
-        .await?
-        .render();
 
-    // Apply.
-    let step_started = Instant::now();
-    let mut runs = Vec::new();
-    let mut interrupted = false;
-    for migration in &pending {
-        if options.interrupted.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        marker_data.applying = Some((source.file_of(migration.version), migration.no_tx));
-        write_marker(&marker, &marker_data)?;
-        let mut run = apply::apply(
-            conn,
-            source,
-            std::slice::from_ref(migration),
-            &options.timeouts,
-            progress,
-        )
-        .await?;
-        let failed = run.iter().any(|r| r.status == Status::Fail);
-        runs.append(&mut run);
-        if failed {
-            break;
-        }
-    }
-    let failed_run: Option<&MigrationRun> = runs.iter().find(|r| r.status == Status::Fail);
-    let apply_error = match failed_run {
-        Some(run) => Some(run.error.clone().unwrap_or_default()),
-        None if interrupted => {
-            Some("interrupted (Ctrl-C) before all migrations were applied".to_string())
-        }
-        None => None,
-    };
-    report.steps.push(Step {
-        step: "apply",
-        status: if apply_error.is_some() {
-            Status::Fail
-        } else {
-            Status::Pass
-        },
-        seconds: step_started.elapsed().as_secs_f64(),
-        detail: apply_error
-            .clone()
-            .unwrap_or_else(|| format!("{} migrations applied", runs.len())),
-        checks: Vec::new(),
-    });
-    let applied_now: Vec<&Migration> = pending
-        .iter()
-        .copied()
-        .filter(|m| {
-            runs.iter()
-                .any(|r| r.version == m.version && r.status == Status::Pass)
-        })
-        .collect();
-    report.to_version = applied_now.last().map(|m| m.version).or(plan.current);
-    report.migrations = runs;
-
-    // Verify.
-    let mut failure = apply_error.clone();
-    if apply_error.is_none() {
+    /// Checks the migrated database; the first failure, when one check failed.
+    async fn verify(
+        &mut self,
+        applied: &Applied<'_>,
+        before: &Before,
+    ) -> anyhow::Result<Option<String>> {
         let step_started = Instant::now();
-        progress("verifying");
+        (self.progress)("verifying");
         let verified = verify::verify(
-            conn,
-            source,
-            config,
-            options.target,
-            &target.scope(source, config),
+            self.conn,
+            self.source,
+            self.config,
+            self.options.target,
+            &self.scope,
             true,
         )
         .await?;
-        report.schema_text = Some(verified.schema_text);
+        self.report.schema_text = Some(verified.schema_text);
         let mut checks = verified.checks;
-        let after = backup::row_counts(conn).await?;
+        let after = backup::row_counts(self.conn).await?;
         checks.push(verify::row_counts(
-            &before,
+            &before.counts,
             &after,
-            &source.declared_moves(config, &applied_now),
-            &source.migrator.table_name,
+            &self.source.declared_moves(self.config, &applied.migrations),
+            &self.source.migrator.table_name,
         ));
         let step = Step::from_checks("verify", step_started.elapsed().as_secs_f64(), checks);
-        failure = first_failure(&step);
-        report.steps.push(step);
-    }
-    let Some(failure) = failure else {
-        report.outcome = Outcome::Migrated;
-        report.error = None;
-        return Ok(());
-    };
-    report.error = Some(failure);
-    if !options.rollback {
-        report.outcome = Outcome::Failed;
-        report.steps.push(Step {
-            step: "rollback",
-            status: Status::Skip,
-            seconds: 0.0,
-            detail: "--no-rollback: the database is left as the failure left it".to_string(),
-            checks: Vec::new(),
-        });
-        return Ok(());
+        let failure = first_failure(&step);
+        self.report.steps.push(step);
+        Ok(failure)
     }
 
-    // Roll back, then check the database equals its state before the run.
-    let step_started = Instant::now();
-    progress("rolling back");
-    let reverted = match &report.backup {
-        Some(info) => backup::restore(
-            conn,
-            target,
-            Path::new(&info.path),
-            options.pg_bin.as_deref(),
-        )
-        .await
-        .map(|()| format!("restored {}", info.path)),
-        None => revert(conn, source, &applied_now).await,
-    };
-    let mut checks = Vec::new();
-    match reverted {
-        Ok(how) => {
-            checks.push(Check::pass("restore", how));
-            let after_schema = verify::read_schema(conn, source, &target.scope(source, config))
-                .await?
-                .render();
-            report.schema_text = Some(after_schema.clone());
-            checks.push(if after_schema == before_schema {
-                Check::pass("schema", "equals the schema before the run")
-            } else {
-                verify::drift(&before_schema, &after_schema, source)
+    /// Puts the target back as it was (the backup, or the down migrations without one),
+    /// then checks that the schema and every row count equal the state before the run.
+    async fn roll_back(
+        &mut self,
+        failure: String,
+        applied: &Applied<'_>,
+        before: &Before,
+    ) -> anyhow::Result<()> {
+        self.report.error = Some(failure);
+        if !self.options.rollback {
+            self.report.outcome = Outcome::Failed;
+            self.report.steps.push(Step {
+                step: "rollback",
+                status: Status::Skip,
+                seconds: 0.0,
+                detail: "--no-rollback: the database is left as the failure left it".to_string(),
+                checks: Vec::new(),
             });
-            let after = backup::row_counts(conn).await?;
-            checks.push(
-                match backup::compare_counts(
-                    &before,
-                    &after,
-                    "before the run",
-                    "after the rollback",
-                ) {
-                    Ok(()) => Check::pass(
-                        "row counts",
-                        format!("{} tables have their rows of before the run", after.len()),
-                    ),
-                    Err(error) => Check::fail("row counts", format!("{error:#}")),
-                },
-            );
+            return Ok(());
         }
-        Err(error) => checks.push(Check::fail("restore", format!("{error:#}"))),
+        let step_started = Instant::now();
+        (self.progress)("rolling back");
+        let reverted = match &self.report.backup {
+            Some(info) => backup::restore(
+                self.conn,
+                self.target,
+                Path::new(&info.path),
+                self.options.pg_bin.as_deref(),
+            )
+            .await
+            .map(|()| format!("restored {}", info.path)),
+            None => revert(self.conn, self.source, &applied.migrations).await,
+        };
+        let mut checks = Vec::new();
+        match reverted {
+            Ok(how) => {
+                checks.push(Check::pass("restore", how));
+                let after_schema = verify::read_schema(self.conn, self.source, &self.scope)
+                    .await?
+                    .render();
+                self.report.schema_text = Some(after_schema.clone());
+                checks.push(if after_schema == before.schema {
+                    Check::pass("schema", "equals the schema before the run")
+                } else {
+                    verify::drift(&before.schema, &after_schema, self.source)
+                });
+                let after = backup::row_counts(self.conn).await?;
+                checks.push(
+                    match backup::compare_counts(
+                        &before.counts,
+                        &after,
+                        "before the run",
+                        "after the rollback",
+                    ) {
+                        Ok(()) => Check::pass(
+                            "row counts",
+                            format!("{} tables have their rows of before the run", after.len()),
+                        ),
+                        Err(error) => Check::fail("row counts", format!("{error:#}")),
+                    },
+                );
+            }
+            Err(error) => checks.push(Check::fail("restore", format!("{error:#}"))),
+        }
+        let step = Step::from_checks("rollback", step_started.elapsed().as_secs_f64(), checks);
+        self.report.outcome = if step.status == Status::Pass {
+            Outcome::RolledBack
+        } else {
+            Outcome::Failed
+        };
+        self.report.steps.push(step);
+        let applied = validate::read_applied(self.conn, &self.source.migrator.table_name).await?;
+        self.report.to_version = applied.and_then(|a| a.last().map(|a| a.version));
+        Ok(())
     }
-    let step = Step::from_checks("rollback", step_started.elapsed().as_secs_f64(), checks);
-    report.outcome = if step.status == Status::Pass {
-        Outcome::RolledBack
-    } else {
-        Outcome::Failed
-    };
-    report.steps.push(step);
-    let applied = validate::read_applied(conn, &source.migrator.table_name).await?;
-    report.to_version = applied.and_then(|a| a.last().map(|a| a.version));
-    Ok(())
+
+    fn write_marker(&self) -> anyhow::Result<()> {
+        write_marker(&self.marker, &self.marker_data)
+    }
+}
+
+/// What the marker of an unfinished run says, as a check: a run killed inside a
+/// migration outside a transaction refuses; one killed inside a transactional one goes on.
+fn previous_run(marker: &Path) -> Option<Check> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    let previous: Option<Marker> = serde_json::from_str(&text).ok();
+    Some(match previous {
+        Some(Marker {
+            applying: Some((file, true)),
+            pid,
+            started_at,
+            backup,
+        }) => Check::fail(
+            "previous run",
+            format!(
+                "the run started at {started_at} by process {pid} was killed while applying {file}, which runs \
+                 outside a transaction and may be half-applied; restore its backup ({}) or finish {file} by hand, \
+                 then delete {}",
+                backup.as_deref().unwrap_or("none was taken"),
+                marker.display()
+            ),
+        ),
+        Some(m) => Check::pass(
+            "previous run",
+            format!(
+                "the run started at {} by process {} did not finish (killed?){}; its backup: {}. \
+                 Its migration ran in a transaction, which the database rolled back: continuing from the last applied one",
+                m.started_at,
+                m.pid,
+                m.applying
+                    .map(|(file, _)| format!(" while applying {file}"))
+                    .unwrap_or_default(),
+                m.backup.as_deref().unwrap_or("none")
+            ),
+        ),
+        None => Check::pass(
+            "previous run",
+            format!("{} is left from an unfinished run", marker.display()),
+        ),
+    })
 }
 
 /// A number below `bound` that differs between calls (retry jitter, scratch names).
@@ -819,11 +911,9 @@ async fn revert(
                 source.file_of(migration.version)
             )
         })?;
-        let result = match conn {
-            Conn::Postgres(c) => c.revert(table, down).await,
-            Conn::Sqlite(c) => c.revert(table, down).await,
-        };
-        result.with_context(|| format!("revert {}", source.file_of(migration.version)))?;
+        conn.revert(table, down)
+            .await
+            .with_context(|| format!("revert {}", source.file_of(migration.version)))?;
     }
     Ok(format!(
         "reverted {} migrations with their down migrations",
