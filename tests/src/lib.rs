@@ -124,6 +124,7 @@ pub fn assert_fails_with(report: &BackendReport, check: &str, needles: &[&str]) 
 /// fixture, laid out as in the repository, in a temporary folder.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    config_file: PathBuf,
 }
 
 impl Scratch {
@@ -137,19 +138,46 @@ impl Scratch {
             &root.join("tests/fixtures"),
             &dir.path().join("tests/fixtures"),
         )?;
-        Ok(Scratch { dir })
+        let config_file = dir.path().join("migrations/tenantgate.toml");
+        Ok(Scratch { dir, config_file })
+    }
+
+    /// A copy of the example app `tests/examples/<name>` (its migrations, configuration,
+    /// snapshots and fixture) in a temporary folder.
+    pub fn example(name: &str) -> anyhow::Result<Scratch> {
+        let source = example_dir(name);
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("tenantgate-{name}-"))
+            .tempdir()?;
+        copy_dir(&source, dir.path())?;
+        let config_file = dir.path().join("tenantgate.toml");
+        Ok(Scratch { dir, config_file })
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("migrations/tenantgate.toml")
+        self.config_file.clone()
     }
 
     pub fn config(&self) -> anyhow::Result<Config> {
         Config::load(&self.config_path())
     }
 
+    /// The folder of `backend`'s migrations, as the configuration names it.
     pub fn migrations_dir(&self, backend: Backend) -> PathBuf {
-        self.dir.path().join("migrations").join(backend.name())
+        let config = self.config().expect("the scratch configuration loads");
+        config
+            .migrations_dir(backend)
+            .unwrap_or_else(|| panic!("the scratch configuration has no {backend} folder"))
+            .to_path_buf()
+    }
+
+    /// Appends `text` to the scratch configuration.
+    pub fn append_config(&self, text: &str) -> anyhow::Result<()> {
+        let mut config = std::fs::read_to_string(&self.config_file)?;
+        config.push('\n');
+        config.push_str(text);
+        std::fs::write(&self.config_file, config)?;
+        Ok(())
     }
 
     /// Adds `<version>_<name>.up.sql` and `.down.sql` to the backend's folder.
@@ -193,7 +221,23 @@ impl Scratch {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// The folder of the example app `name` under `tests/examples`.
+pub fn example_dir(name: &str) -> PathBuf {
+    tenantgate_harness::workspace::root()
+        .join("tests/examples")
+        .join(name)
+}
+
+/// The example apps under `tests/examples`.
+pub const EXAMPLES: [&str; 5] = [
+    "uuid-orgs",
+    "text-accounts",
+    "born-multitenant",
+    "adopted-history",
+    "membership",
+];
+
+pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

@@ -272,19 +272,28 @@ impl AppRole<'_> {
         }
     }
 
-    /// `BEGIN`, the role and the tenant, `sql`, `ROLLBACK`: one round trip per case (two
-    /// when `sql` fails). Returns each statement's result and every row.
+    /// `BEGIN`, `prelude` (as the administrator), the role and the tenant, `sql`,
+    /// `ROLLBACK`: one round trip per case (two when `sql` fails). Returns each
+    /// statement's result and every row.
     async fn in_rolled_back_batch(
         &mut self,
+        prelude: &str,
         acting: ActingAs<'_>,
         sql: &str,
     ) -> Result<(Vec<u64>, Vec<sqlx::postgres::PgRow>), sqlx::Error> {
         use futures_util::TryStreamExt;
         use sqlx::Either;
+        let prelude = if prelude.is_empty() {
+            String::new()
+        } else {
+            format!("{prelude};\n")
+        };
+        // The session acts as the tenant before it becomes the application role: `act_as`
+        // may look the tenant's member up in tables the role cannot read yet.
         let batch = format!(
-            "BEGIN;\nSET LOCAL ROLE {};\n{}{sql};\nROLLBACK",
+            "BEGIN;\n{prelude}{}SET LOCAL ROLE {};\n{sql};\nROLLBACK",
+            self.act_as(acting),
             quote(self.role),
-            self.act_as(acting)
         );
         let mut results = Vec::new();
         let mut rows = Vec::new();
@@ -311,7 +320,7 @@ impl AppRole<'_> {
     async fn texts(&mut self, acting: ActingAs<'_>, sql: &str) -> Result<Vec<String>, sqlx::Error> {
         use sqlx::Row;
         let wrapped = format!("SELECT 'tenantgate-rows-start';\n{sql}");
-        let (_, rows) = self.in_rolled_back_batch(acting, &wrapped).await?;
+        let (_, rows) = self.in_rolled_back_batch("", acting, &wrapped).await?;
         let mut texts = Vec::new();
         let mut started = false;
         for row in rows {
@@ -327,8 +336,19 @@ impl AppRole<'_> {
 
     /// Runs a statement; its rows changed, or its refusal.
     async fn execute(&mut self, acting: ActingAs<'_>, sql: &str) -> StatementResult {
+        self.execute_after("", acting, sql).await
+    }
+
+    /// [`AppRole::execute`], after `prelude` ran as the administrator in the same
+    /// transaction.
+    async fn execute_after(
+        &mut self,
+        prelude: &str,
+        acting: ActingAs<'_>,
+        sql: &str,
+    ) -> StatementResult {
         let result = self
-            .in_rolled_back_batch(acting, sql)
+            .in_rolled_back_batch(prelude, acting, sql)
             .await
             .map(|(results, _)| {
                 // …, the statement, ROLLBACK.
@@ -349,6 +369,17 @@ struct Cases<'r, 'm> {
 }
 
 impl<'r> Cases<'r, '_> {
+    /// A reference case that could not be set up (the parent's key is of a type no fresh
+    /// value can be made for): said once per table and parent.
+    fn not_constructed(&mut self, table: &str, parent: &str) {
+        let note = format!(
+            "isolation cases: that `{table}` cannot reference another tenant's `{parent}` is not checked: no fresh `{parent}` key could be made for its type"
+        );
+        if !self.report.notes.contains(&note) {
+            self.report.notes.push(note);
+        }
+    }
+
     fn case(&mut self, passed: bool, failure: impl FnOnce() -> Failure) {
         self.report.cases += 1;
         if !passed {
@@ -452,6 +483,106 @@ impl<'r> Cases<'r, '_> {
                 .collect::<Vec<_>>()
                 .join(", "),
         )
+    }
+
+    /// A parent row of `other`'s that exists in no other tenant's data: its referenced
+    /// columns get values no row has (per-tenant keys such as `(tenant_id, id)` repeat
+    /// the same ids in every tenant, so a copy of another tenant's key could name the
+    /// tenant's own parent). Returns the INSERT that makes it (run in the case's
+    /// transaction, as the administrator) and the assignments pointing a child at it.
+    fn fresh_parent(
+        &self,
+        parent: &str,
+        children: &[&str],
+        parents: &[&str],
+        other: &TenantValue,
+    ) -> Option<(String, String)> {
+        let parent = self.model.table(parent)?;
+        let rows = self.truth.rows(parent.name, other);
+        let (sample, key) = (rows.sample.as_ref()?, rows.keys.first()?);
+        let mut fresh: Vec<(&str, String)> = Vec::new();
+        for (index, referenced) in parents.iter().enumerate() {
+            let column = parent.table.column(referenced)?;
+            let value = if super::values::is_integer(&column.data_type) {
+                let max = self
+                    .truth
+                    .maxima
+                    .get(&(parent.name.to_string(), column.name.clone()))?;
+                (max + 1_000_003 + index as i64).to_string()
+            } else if super::values::is_uuid(&column.data_type) {
+                let text = format!("ffffffff-0000-4000-8000-{:012x}", index + 3);
+                if self.model.backend == Backend::Postgres {
+                    format!("{}::uuid", literal(&text))
+                } else {
+                    literal(&text)
+                }
+            } else if super::values::is_text(&column.data_type) {
+                literal(&format!(
+                    "{}-tg-ref",
+                    sample.get(*referenced).map(json_text)?
+                ))
+            } else {
+                return None;
+            };
+            fresh.push((referenced, value));
+        }
+        // A copy within the same tenant must differ in every unique key, scoped or not.
+        let mut unique = super::populate::globally_unique(parent.table, &[]);
+        if let Some(column) = parent.tenant_column() {
+            unique.remove(column);
+        }
+        let writable: Vec<&tenantgate::schema::Column> = parent
+            .table
+            .columns
+            .iter()
+            .filter(|c| !c.generated)
+            .collect();
+        let exprs: Vec<String> = writable
+            .iter()
+            .map(|c| {
+                let source = format!("tgsrc.{}", quote(&c.name));
+                match fresh.iter().find(|(r, _)| *r == c.name) {
+                    Some((_, value)) => value.clone(),
+                    None if unique.contains(c.name.as_str())
+                        && super::values::is_text(&c.data_type) =>
+                    {
+                        format!("{source} || '-tg-ref'")
+                    }
+                    None if unique.contains(c.name.as_str())
+                        && super::values::is_integer(&c.data_type) =>
+                    {
+                        format!("{source} + 1000003")
+                    }
+                    None => source,
+                }
+            })
+            .collect();
+        let always = writable
+            .iter()
+            .any(|c| c.identity.as_deref() == Some("generated always as identity"));
+        let prelude = format!(
+            "INSERT INTO {t} ({}){} SELECT {} FROM {t} tgsrc WHERE {}",
+            writable
+                .iter()
+                .map(|c| quote(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if always && self.model.backend == Backend::Postgres {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+            exprs.join(", "),
+            key_equals("tgsrc", &parent.key, key),
+            t = quote_table(parent.name),
+        );
+        let set = children
+            .iter()
+            .zip(&fresh)
+            .map(|(child, (_, value))| format!("{} = {value}", quote(child)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some((prelude, set))
     }
 
     /// A column an UPDATE can set to itself (neither key, tenant column nor generated).
@@ -609,11 +740,14 @@ impl<'r> Cases<'r, '_> {
                 // A child cannot reference another tenant's parent.
                 if table.tenant_column().is_some() {
                     for (parent, children, parents) in self.references(table) {
-                        let Some(set) = self.point_at(parent, &children, &parents, other) else {
+                        let Some((prelude, set)) =
+                            self.fresh_parent(parent, &children, &parents, other)
+                        else {
+                            self.not_constructed(table.name, parent);
                             continue;
                         };
                         let sql = format!("UPDATE {name} t SET {set} WHERE {own}");
-                        let outcome = app.execute(acting, &sql).await;
+                        let outcome = app.execute_after(&prelude, acting, &sql).await;
                         let passed = outcome.refused_with(&FOREIGN_KEY_REFUSED)
                             || outcome.refused_with(&[RLS_REFUSED, RAISED[0]])
                             || matches!(outcome, StatementResult::Rows(0));
@@ -711,7 +845,10 @@ impl<'r> Cases<'r, '_> {
                     continue;
                 };
                 for (parent, children, parents) in self.references(table) {
-                    let Some(set) = self.point_at(parent, &children, &parents, other) else {
+                    let Some((prelude, set)) =
+                        self.fresh_parent(parent, &children, &parents, other)
+                    else {
+                        self.not_constructed(table.name, parent);
                         continue;
                     };
                     let sql = format!(
@@ -719,7 +856,7 @@ impl<'r> Cases<'r, '_> {
                         quote(column),
                         model.literal(tenant)
                     );
-                    let outcome = in_rolled_back(conn, &sql).await;
+                    let outcome = in_rolled_back(conn, &prelude, &sql).await;
                     let passed =
                         outcome.refused_with(&FOREIGN_KEY_REFUSED) || outcome.refused_with(&RAISED);
                     self.case(passed, || {
@@ -758,7 +895,7 @@ impl<'r> Cases<'r, '_> {
                     quote(column),
                     model.literal(other)
                 );
-                let outcome = in_rolled_back(conn, &sql).await;
+                let outcome = in_rolled_back(conn, "", &sql).await;
                 // A trigger refuses it, or the row's composite references do.
                 let passed =
                     outcome.refused_with(&RAISED) || outcome.refused_with(&FOREIGN_KEY_REFUSED);
@@ -1084,32 +1221,38 @@ fn database_message(error: &sqlx::Error) -> String {
     }
 }
 
-/// Runs a statement in a transaction that is rolled back.
-async fn in_rolled_back(conn: &mut Conn, sql: &str) -> StatementResult {
-    let sql = sqlx::AssertSqlSafe(sql.to_string());
+/// Runs `prelude`, then `sql`, in a transaction that is rolled back; the result is
+/// `sql`'s (a failing prelude is a failure of its own: the case could not be set up).
+async fn in_rolled_back(conn: &mut Conn, prelude: &str, sql: &str) -> StatementResult {
+    macro_rules! rolled_back {
+        ($c:expr) => {
+            match $c.begin().await {
+                Ok(mut tx) => {
+                    let prepared = if prelude.is_empty() {
+                        Ok(())
+                    } else {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(prelude.to_string()))
+                            .execute(&mut *tx)
+                            .await
+                            .map(drop)
+                    };
+                    let result = match prepared {
+                        Ok(()) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                            .execute(&mut *tx)
+                            .await
+                            .map(|d| d.rows_affected()),
+                        Err(error) => Err(error),
+                    };
+                    let _ = tx.rollback().await;
+                    result
+                }
+                Err(error) => Err(error),
+            }
+        };
+    }
     let result = match conn {
-        Conn::Postgres(c) => match c.begin().await {
-            Ok(mut tx) => {
-                let result = sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|d| d.rows_affected());
-                let _ = tx.rollback().await;
-                result
-            }
-            Err(error) => Err(error),
-        },
-        Conn::Sqlite(c) => match c.begin().await {
-            Ok(mut tx) => {
-                let result = sqlx::raw_sql(sql)
-                    .execute(&mut *tx)
-                    .await
-                    .map(|d| d.rows_affected());
-                let _ = tx.rollback().await;
-                result
-            }
-            Err(error) => Err(error),
-        },
+        Conn::Postgres(c) => rolled_back!(c),
+        Conn::Sqlite(c) => rolled_back!(c),
     };
     StatementResult::from(result)
 }

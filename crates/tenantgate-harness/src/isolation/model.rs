@@ -45,10 +45,11 @@ pub struct TableModel<'a> {
     pub ownership: Ownership<'a>,
     /// Owned through a parent: the foreign key to it.
     pub parent_fk: Option<&'a ForeignKey>,
-    /// The columns that identify a row among its tenant's rows: the primary key (without
-    /// the tenant column when it leads a composite key), else a unique key of NOT NULL
-    /// columns, else the row's physical address (PostgreSQL's `ctid`, SQLite's `rowid`),
-    /// which stays put in the rolled-back transactions the cases run in.
+    /// The columns that identify a row among every tenant's rows: the primary key (with
+    /// the tenant column when it is part of it: `(tenant_id, id)` repeats ids across
+    /// tenants), else a unique key of NOT NULL columns, else the row's physical address
+    /// (PostgreSQL's `ctid`, SQLite's `rowid`), which stays put in the rolled-back
+    /// transactions the cases run in.
     pub key: Vec<&'a str>,
     /// The key is `ctid` or `rowid`, not columns of the table.
     pub physical_key: bool,
@@ -126,7 +127,7 @@ impl<'a> Model<'a> {
                     .iter()
                     .find(|c| c.0 == name)
                     .expect("ordered from the candidates");
-                let key = row_key(table, ownership);
+                let key = row_key(table);
                 let physical_key = key.is_empty();
                 TableModel {
                     name,
@@ -246,18 +247,9 @@ pub fn key_equals(alias: &str, key: &[&str], text: &str) -> String {
 }
 
 /// See [`TableModel::key`].
-fn row_key<'a>(table: &'a Table, ownership: Ownership<'_>) -> Vec<&'a str> {
-    let scope: Vec<&str> = match ownership {
-        Ownership::Column(column) => vec![column],
-        Ownership::Parent { .. } => Vec::new(),
-    };
-    let without_scope = |columns: &'a [String]| -> Vec<&'a str> {
-        let all: Vec<&'a str> = columns.iter().map(String::as_str).collect();
-        let rest: Vec<&'a str> = all.iter().copied().filter(|c| !scope.contains(c)).collect();
-        if rest.is_empty() { all } else { rest }
-    };
+fn row_key(table: &Table) -> Vec<&str> {
     if !table.primary_key.is_empty() {
-        return without_scope(&table.primary_key);
+        return table.primary_key.iter().map(String::as_str).collect();
     }
     let not_null = |columns: &[String]| {
         columns
@@ -265,14 +257,14 @@ fn row_key<'a>(table: &'a Table, ownership: Ownership<'_>) -> Vec<&'a str> {
             .all(|c| table.column(c).is_some_and(|c| c.not_null))
     };
     if let Some(unique) = table.uniques.iter().find(|k| not_null(&k.columns)) {
-        return without_scope(&unique.columns);
+        return unique.columns.iter().map(String::as_str).collect();
     }
     if let Some(index) = table
         .indexes
         .iter()
         .find(|i| i.unique && !i.partial && not_null(&i.columns))
     {
-        return without_scope(&index.columns);
+        return index.columns.iter().map(String::as_str).collect();
     }
     Vec::new()
 }

@@ -104,7 +104,8 @@ pub async fn populate(conn: &mut Conn, model: &Model<'_>) -> Result<Populated, F
     }
     if !new.is_empty() {
         notes.push(format!(
-            "tenants {} created for the isolation cases{}",
+            "{} {} created for the isolation cases{}",
+            if new.len() == 1 { "tenant" } else { "tenants" },
             new.iter()
                 .map(|t| t.to_string())
                 .collect::<Vec<_>>()
@@ -460,7 +461,7 @@ async fn key_shift(conn: &mut Conn, model: &Model<'_>) -> Result<i64, Failure> {
 
 /// The columns that scope a table's rows to a tenant: its tenant column, or its
 /// reference to its parent.
-fn scope<'a>(table: &TableModel<'a>) -> Vec<&'a str> {
+pub(super) fn scope<'a>(table: &TableModel<'a>) -> Vec<&'a str> {
     match (table.ownership, table.parent_fk) {
         (Ownership::Column(column), _) => vec![column],
         (Ownership::Parent { .. }, Some(fk)) => fk.columns.iter().map(String::as_str).collect(),
@@ -470,7 +471,7 @@ fn scope<'a>(table: &TableModel<'a>) -> Vec<&'a str> {
 
 /// Columns of keys (the primary key, unique constraints and indexes) that do not include
 /// every `scope` column: a copy must change them, or it collides with the original.
-fn globally_unique<'t>(table: &'t Table, scope: &[&str]) -> BTreeSet<&'t str> {
+pub(super) fn globally_unique<'t>(table: &'t Table, scope: &[&str]) -> BTreeSet<&'t str> {
     let keys = std::iter::once(&table.primary_key)
         .chain(table.uniques.iter().map(|k| &k.columns))
         .chain(

@@ -10,6 +10,7 @@ use tenantgate::db::{Conn, literal, quote, quote_table};
 use tenantgate::{Backend, TenantValue};
 
 use super::model::{Model, TableModel, key_text};
+use super::values::is_integer;
 
 /// One tenant's rows of one table.
 #[derive(Debug, Default)]
@@ -25,6 +26,8 @@ pub struct TenantRows {
 pub struct Truth {
     /// table → tenant → rows.
     pub tables: BTreeMap<String, BTreeMap<TenantValue, TenantRows>>,
+    /// (table, integer column) → its largest value: fresh keys are built above it.
+    pub maxima: BTreeMap<(String, String), i64>,
 }
 
 impl Truth {
@@ -85,6 +88,26 @@ impl Truth {
                             sample,
                         },
                     );
+            }
+            for column in table
+                .table
+                .columns
+                .iter()
+                .filter(|c| is_integer(&c.data_type))
+            {
+                let max = conn
+                    .count(&format!(
+                        "SELECT CAST(coalesce(max({}), 0) AS BIGINT) FROM {}",
+                        quote(&column.name),
+                        quote_table(table.name)
+                    ))
+                    .await
+                    .map_err(|error| {
+                        Failure::new(format!("read the keys of `{}`: {error:#}", table.name))
+                    })?;
+                truth
+                    .maxima
+                    .insert((table.name.to_string(), column.name.clone()), max);
             }
         }
         Ok(truth)

@@ -190,12 +190,16 @@ impl Context<'_> {
         self.config.tenant_column(table)
     }
 
-    /// What a fix text says a new tenant column is.
+    /// What a fix text says a new tenant column is (the linter reads no schema, so the
+    /// type is named by reference).
     pub fn tenant_column_definition(&self, table: &str) -> String {
         let tenants = &self.config.tenancy.tenants_table;
-        let key = self.config.tenancy.tenants_key.as_deref().unwrap_or("id");
+        let key = match &self.config.tenancy.tenants_key {
+            Some(key) => format!(" ({key})"),
+            None => String::new(),
+        };
         format!(
-            "{} NOT NULL REFERENCES {tenants} ({key}), of the type of `{tenants}.{key}`",
+            "{} <the type of {tenants}'s key> NOT NULL REFERENCES {tenants}{key}",
             self.tenant_column(table)
         )
     }

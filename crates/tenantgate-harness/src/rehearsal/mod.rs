@@ -269,6 +269,7 @@ async fn run(
         known_tables: Vec::new(),
         seeded: None,
         step_failures: Vec::new(),
+        checked_steps: Vec::new(),
         declared_seen: BTreeSet::new(),
         reversibility: reversibility::Pass::default(),
         seed_time: Duration::ZERO,
@@ -355,6 +356,8 @@ struct Rehearsal<'r, 'a> {
     known_tables: Vec<String>,
     seeded: Option<Seeded>,
     step_failures: Vec<StepFailure>,
+    /// The migrations the static rules ran after, in order.
+    checked_steps: Vec<String>,
     /// The `[[global_tables]]` and `[[tables]]` names that existed after some migration.
     declared_seen: BTreeSet<String>,
     reversibility: reversibility::Pass,
@@ -408,16 +411,19 @@ impl Rehearsal<'_, '_> {
     async fn apply_all(&mut self) -> Result<(), Failure> {
         let phase = Instant::now();
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
-        let last = migrations.last().map(|m| m.version);
         let baseline: Vec<i64> = migrations
             .iter()
             .map(|m| m.version)
             .filter(|v| self.config.in_baseline(*v))
             .collect();
         if let (Some(first), Some(end)) = (baseline.first(), baseline.last()) {
+            let range = if first == end {
+                format!("{first:04} is")
+            } else {
+                format!("{} migrations, {first:04}–{end:04}, are", baseline.len())
+            };
             self.report.notes.push(format!(
-                "baseline: {} migration(s) ({first:04}–{end:04}) are adopted history: not linted, not reversed, their intermediate steps not checked",
-                baseline.len()
+                "baseline: {range} adopted history: not linted, not reversed, the steps between them not checked"
             ));
         }
         for migration in &migrations {
@@ -445,9 +451,7 @@ impl Rehearsal<'_, '_> {
                 }
             }
             self.note_tables(&file).await?;
-            if Some(migration.version) != last {
-                self.check_step(migration.version, &file).await?;
-            }
+            self.check_step(migration.version, &file).await?;
             if self
                 .config
                 .fixtures
@@ -544,6 +548,7 @@ impl Rehearsal<'_, '_> {
             return Ok(());
         }
         let schema = self.schema(&format!("after {file}")).await?;
+        self.checked_steps.push(file.to_string());
         let created_by = self.created_by.clone();
         let config = self.config;
         let outcomes =
@@ -670,6 +675,7 @@ impl Rehearsal<'_, '_> {
         let (mut final_checks, notes) = checks::run_all(conn, &context).await;
         self.report.notes.extend(notes);
         self.undeclared_tables(&mut final_checks);
+        self.name_the_step(&mut final_checks);
         let between = self.between_steps(&final_checks);
         self.report.checks.extend(final_checks);
         self.report.checks.push(between);
@@ -732,6 +738,34 @@ impl Rehearsal<'_, '_> {
         if let Some(outcome) = final_checks.iter_mut().find(|c| c.name == "global-tables") {
             outcome.checked += missing.len();
             outcome.failures.extend(missing);
+        }
+    }
+
+    /// A static-rule failure of the final schema that appeared after a later migration
+    /// than the first one checked is that migration's doing (an index, a foreign key, a
+    /// policy it added to an older table): the failure names its file, not the file that
+    /// created the table.
+    fn name_the_step(&self, final_checks: &mut [CheckOutcome]) {
+        let failed_after = |file: &str, rule: &str, problem: &str| {
+            self.step_failures
+                .iter()
+                .any(|s| s.file == file && s.rule == rule && s.failure.problem == problem)
+        };
+        for outcome in final_checks
+            .iter_mut()
+            .filter(|c| tenantgate::rules::RULES.contains(&c.name))
+        {
+            for failure in &mut outcome.failures {
+                let since = self
+                    .checked_steps
+                    .iter()
+                    .rposition(|file| !failed_after(file, outcome.name, &failure.problem))
+                    .map_or(0, |i| i + 1);
+                if since > 0 && since < self.checked_steps.len() {
+                    failure.file = Some(self.checked_steps[since].clone());
+                    failure.line = None;
+                }
+            }
         }
     }
 

@@ -95,7 +95,7 @@ impl Pass {
             .next()
             .map(|ack| {
                 format!(
-                    "{} (acknowledged in {})",
+                    "{} — acknowledged in {}",
                     ack.reason,
                     crate::display_path(&config.path)
                 )

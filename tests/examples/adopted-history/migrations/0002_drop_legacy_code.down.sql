@@ -1,0 +1,1 @@
+-- The codes this dropped cannot come back.

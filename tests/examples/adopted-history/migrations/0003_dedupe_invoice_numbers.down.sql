@@ -1,0 +1,1 @@
+ALTER TABLE invoices DROP CONSTRAINT invoices_tenant_id_number_key;

@@ -1,0 +1,2 @@
+DROP TABLE notes;
+REVOKE USAGE ON SCHEMA public FROM authenticated;

@@ -1,0 +1,2 @@
+DROP TABLE parts;
+ALTER TABLE vehicles DROP COLUMN make;

@@ -1,0 +1,12 @@
+DROP POLICY parts_by_account ON parts;
+ALTER TABLE parts NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE parts DISABLE ROW LEVEL SECURITY;
+DROP POLICY repairs_by_account ON repairs;
+ALTER TABLE repairs NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE repairs DISABLE ROW LEVEL SECURITY;
+DROP POLICY vehicles_by_account ON vehicles;
+ALTER TABLE vehicles NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE vehicles DISABLE ROW LEVEL SECURITY;
+REVOKE ALL ON accounts, vehicles, repairs, parts FROM workshop_app;
+REVOKE USAGE ON ALL SEQUENCES IN SCHEMA public FROM workshop_app;
+REVOKE USAGE ON SCHEMA public FROM workshop_app;

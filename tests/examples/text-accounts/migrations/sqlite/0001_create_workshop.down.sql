@@ -1,0 +1,3 @@
+DROP TABLE repairs;
+DROP TABLE vehicles;
+DROP TABLE accounts;

@@ -1,0 +1,3 @@
+DROP TRIGGER parts_account_slug_immutable;
+DROP TRIGGER repairs_account_slug_immutable;
+DROP TRIGGER vehicles_account_slug_immutable;
