@@ -30,7 +30,7 @@ pub fn demo_project() -> tenantgate_harness::Project<'static> {
     tenantgate_harness::Project {
         package: "app",
         config: "migrations/tenantgate.toml",
-        app: &app::TENANTGATE,
+        app: Some(&app::TENANTGATE),
         api: Some(&app::api::SHOP_API),
     }
 }

@@ -3,8 +3,8 @@
 //! run by `.github/workflows/release.yml` and measured in the closing notes.)
 
 use tenantgate::Backend;
+use tenantgate_harness::commands::PgArgs;
 use tenantgate_harness::commands::release::{Outcome, Release};
-use tenantgate_harness::provision::PgProviderChoice;
 use tenantgate_tests::Scratch;
 use tenantgate_tests::scenarios::{PLAIN_FK, add_loyalty_cards};
 
@@ -12,9 +12,7 @@ fn release_with(scratch: &Scratch) -> Outcome {
     Release {
         allow_dirty: true,
         config: Some(scratch.config_path()),
-        pg_provider: PgProviderChoice::Auto,
-        pg_image: None,
-        pg_url: None,
+        pg: PgArgs::default(),
     }
     .run(&tenantgate_tests::demo_project())
     .unwrap()

@@ -5,7 +5,7 @@ fn main() -> std::process::ExitCode {
     tenantgate_harness::main(tenantgate_harness::Project {
         package: "app",
         config: "migrations/tenantgate.toml",
-        app: &app::TENANTGATE,
+        app: Some(&app::TENANTGATE),
         api: Some(&app::api::SHOP_API),
     })
 }

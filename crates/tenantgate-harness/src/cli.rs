@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use crate::Project;
 use crate::commands::{
-    ci, lint, migrate_test, migrations, new_migration, pg_image, release, schema,
+    ci, init, lint, migrate_test, migrations, new_migration, pg_image, release, schema,
 };
 
 #[derive(Parser)]
@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a starter tenantgate.toml for an existing migrations folder, lock it, take
+    /// the snapshots, and show what the first migrate-test finds.
+    Init(init::Init),
     /// Rehearse the migrations on throwaway databases, check them, and snapshot the schema.
     MigrateTest(migrate_test::MigrateTest),
     /// Lint the migrations for unsafe statements (new work by default, --all for every one).
@@ -47,6 +50,7 @@ enum Command {
 pub fn main(project: Project<'_>) -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(command) => command.run(&project),
         Command::MigrateTest(command) => command.run(&project),
         Command::Lint(command) => command.run(&project),
         Command::Migrations(command) => command.run(&project),

@@ -31,6 +31,7 @@ pub mod checks;
 mod cli;
 pub mod commands;
 pub mod folder;
+pub mod init;
 pub mod isolation;
 pub mod lint;
 pub mod lock;
@@ -58,10 +59,26 @@ pub struct Project<'a> {
     pub package: &'a str,
     /// The app's `tenantgate.toml`, relative to the workspace root.
     pub config: &'a str,
-    /// What the app embeds: its migrators, snapshots and configuration.
-    pub app: &'a tenantgate::App<'a>,
+    /// What the app embeds: its migrators, snapshots and configuration. `None` while a
+    /// workspace adopts Tenantgate (before `cargo xtask init` has written the configuration
+    /// the app embeds): `init` and `migrate-test` then read the folders from disk, and the
+    /// commands that need the embedded migrations (`release`, `bench`) say so.
+    pub app: Option<&'a tenantgate::App<'a>>,
     /// The app's own tenant-scoped data-access API, for the isolation cases to drive too.
     pub api: Option<&'a dyn TenantApi>,
+}
+
+impl<'a> Project<'a> {
+    /// What the app embeds, for a command that needs it.
+    pub fn embedded_app(&self) -> anyhow::Result<&'a tenantgate::App<'a>> {
+        self.app.ok_or_else(|| {
+            anyhow::format_err!(
+                "this command needs the migrations `{}` embeds, and the workspace's xtask hands the harness none (`app: None`): embed them as the README's \"Adopting Tenantgate\" shows and pass `app: Some(&{}::TENANTGATE)`",
+                self.package,
+                self.package.replace('-', "_")
+            )
+        })
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their

@@ -100,7 +100,8 @@ impl MigrationSet {
     }
 }
 
-async fn read_dir_migrator(
+/// The migrator sqlx builds from `dir`, with the app's ignored characters and table.
+pub async fn read_dir_migrator(
     dir: &Path,
     ignored_chars: &[char],
     table: &str,

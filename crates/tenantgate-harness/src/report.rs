@@ -75,6 +75,25 @@ fn counted(check: &CheckOutcome, unit: &str, passed_word: &str) -> String {
 }
 
 /// The summary table.
+/// Everything a person reads after a rehearsal: the safety table, the checks, the notes and
+/// the failures (with `steps`, the time of every migration first).
+pub fn full(reports: &[BackendReport], steps: bool) -> String {
+    let mut out = String::from("\n");
+    if steps {
+        out.push_str(&format!("migrations:\n{}", self::steps(reports)));
+    }
+    out.push_str(&safety_table(reports));
+    out.push('\n');
+    out.push_str(&table(reports));
+    for section in [notes(reports), failures(reports)] {
+        if !section.is_empty() {
+            out.push('\n');
+            out.push_str(&section);
+        }
+    }
+    out
+}
+
 pub fn table(reports: &[BackendReport]) -> String {
     let mut rows = vec![
         [

@@ -314,6 +314,14 @@ impl Config {
         Ok(config)
     }
 
+    /// A configuration's text as if it were the file at `path` (its paths relative to that
+    /// folder), checked like [`Config::load`].
+    pub fn from_text(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let config = Config::parse(text, path)?;
+        config.validate(true)?;
+        Ok(config)
+    }
+
     /// The configuration an app embeds (`include_str!` of its `tenantgate.toml`): the
     /// live runner checks a production database against the policy the gate checked.
     /// Its paths are those of the build machine and are not read.

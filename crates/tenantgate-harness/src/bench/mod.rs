@@ -189,7 +189,7 @@ impl Context<'_> {
         backend: tenantgate::Backend,
     ) -> anyhow::Result<&sqlx::migrate::Migrator> {
         self.project
-            .app
+            .embedded_app()?
             .embedded(backend)
             .map(|e| e.migrator)
             .with_context(|| format!("the app embeds no {backend} migrations"))

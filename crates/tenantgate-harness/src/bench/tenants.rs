@@ -86,10 +86,10 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
     let parallel = context.bench.jobs();
     let trivial_dir = context.scratch.path().join("trivial-migrations");
     let trivial = trivial_migrator(context, &trivial_dir).await?;
-    let embedded = Source::of(context.project.app, Backend::Postgres)?;
+    let embedded = Source::of(context.project.embedded_app()?, Backend::Postgres)?;
     let with_trivial = Source {
         migrator: &trivial,
-        ..Source::of(context.project.app, Backend::Postgres)?
+        ..Source::of(context.project.embedded_app()?, Backend::Postgres)?
     };
     let mut previous: Option<(usize, String)> = None;
     for &count in &counts {
@@ -173,7 +173,7 @@ async fn fan_out(
         fail_fast: false,
     };
     let progress: Progress = Arc::new(Mutex::new(|_: &str| {}));
-    let config = context.project.app.config()?;
+    let config = context.project.embedded_app()?.config()?;
     let started = Instant::now();
     let report = migrate_schemas(source, &config, &base, &options, &fanout, progress).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -260,8 +260,8 @@ async fn migrate_first_schema(context: &Context<'_>, url: &str) -> anyhow::Resul
         ..Options::default()
     };
     let report = tenantgate::live::migrate(
-        &Source::of(context.project.app, Backend::Postgres)?,
-        &context.project.app.config()?,
+        &Source::of(context.project.embedded_app()?, Backend::Postgres)?,
+        &context.project.embedded_app()?.config()?,
         &Target::new(url)?.in_schema(&schema),
         &options,
         &mut |_| {},

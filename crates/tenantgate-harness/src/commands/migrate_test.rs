@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use tenantgate::Backend;
 
-use crate::provision::{self, Janitor, PgOptions, PgProviderChoice};
+use crate::provision::{self, Janitor, PgOptions};
 use crate::rehearsal::AppUnderTest;
 use crate::{Project, rehearsal, report};
 
@@ -18,15 +18,8 @@ pub(crate) struct MigrateTest {
     /// Backend to rehearse; every configured one when not given.
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
-    /// Where PostgreSQL comes from.
-    #[arg(long, value_enum, default_value = "auto")]
-    pg_provider: PgProviderChoice,
-    /// PostgreSQL image for testcontainers [env: TENANTGATE_PG_IMAGE, default: postgres:15].
-    #[arg(long)]
-    pg_image: Option<String>,
-    /// Existing PostgreSQL server to create a throwaway database on [env: TENANTGATE_PG_URL].
-    #[arg(long)]
-    pg_url: Option<String>,
+    #[command(flatten)]
+    pg: super::PgArgs,
     /// Another app's tenantgate.toml, relative to the current folder: its folders are
     /// read from disk [default: the app's own, with the migrations it embeds].
     #[arg(long)]
@@ -72,11 +65,7 @@ impl MigrateTest {
                 std::env::set_var("INSTA_FORCE_UPDATE", "1");
             }
         }
-        let pg = PgOptions::from_flags(
-            self.pg_provider,
-            self.pg_image.as_deref(),
-            self.pg_url.as_deref(),
-        );
+        let pg = self.pg.options();
         let backends: Vec<Backend> = match self.backend {
             None => app.config.backends(),
             Some(BackendArg::Postgres) => vec![Backend::Postgres],
@@ -145,23 +134,7 @@ impl MigrateTest {
         let passed = reports.iter().all(|r| r.passed());
         let kept = janitor.finish(self.keep && !passed).await;
 
-        println!();
-        if self.verbose || self.rows > 0 {
-            println!("migrations:\n{}", report::steps(&reports));
-        }
-        print!("{}", report::safety_table(&reports));
-        println!();
-        print!("{}", report::table(&reports));
-        let notes = report::notes(&reports);
-        if !notes.is_empty() {
-            println!();
-            print!("{notes}");
-        }
-        let failures = report::failures(&reports);
-        if !failures.is_empty() {
-            println!();
-            print!("{failures}");
-        }
+        print!("{}", report::full(&reports, self.verbose || self.rows > 0));
         for line in &kept {
             println!("{line}");
         }
@@ -196,7 +169,7 @@ pub fn under_test<'a>(
     let own = crate::workspace::same_path(&path, &crate::workspace::root().join(project.config));
     Ok(AppUnderTest {
         config,
-        embedded: own.then_some(project.app),
+        embedded: if own { project.app } else { None },
         api: if own { project.api } else { None },
     })
 }

@@ -1,7 +1,7 @@
 //! One module per `cargo xtask` command: its flags, and a thin `run` over the library.
 
 pub mod ci;
-
+pub mod init;
 pub mod lint;
 pub mod migrate_test;
 pub mod migrations;
@@ -12,9 +12,46 @@ pub mod schema;
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use tenantgate::Config;
 
 use crate::Project;
+use crate::provision::{PgOptions, PgProviderChoice};
+
+/// Where the throwaway PostgreSQL databases come from: the flags of every command that
+/// makes them.
+#[derive(Args, Clone, Debug)]
+pub struct PgArgs {
+    /// Where PostgreSQL comes from.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub pg_provider: PgProviderChoice,
+    /// PostgreSQL image for testcontainers [env: TENANTGATE_PG_IMAGE, default: postgres:15].
+    #[arg(long)]
+    pub pg_image: Option<String>,
+    /// Existing PostgreSQL server to create a throwaway database on [env: TENANTGATE_PG_URL].
+    #[arg(long)]
+    pub pg_url: Option<String>,
+}
+
+impl PgArgs {
+    pub fn options(&self) -> PgOptions {
+        PgOptions::from_flags(
+            self.pg_provider,
+            self.pg_image.as_deref(),
+            self.pg_url.as_deref(),
+        )
+    }
+}
+
+impl Default for PgArgs {
+    fn default() -> PgArgs {
+        PgArgs {
+            pg_provider: PgProviderChoice::Auto,
+            pg_image: None,
+            pg_url: None,
+        }
+    }
+}
 
 /// The configuration a command works on: `--config` (relative to the current folder), or
 /// the project's own (relative to the workspace root).

@@ -15,7 +15,7 @@ use xshell::{Shell, cmd};
 use tenantgate::manifest::{GateEntry, GitInfo, Manifest};
 
 use crate::Project;
-use crate::provision::{self, PgOptions, PgProviderChoice};
+use crate::provision;
 use crate::rehearsal::{self, AppUnderTest, BackendReport};
 use crate::report;
 
@@ -29,14 +29,8 @@ pub struct Release {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Where PostgreSQL comes from; it is rehearsed whichever it is.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub pg_provider: PgProviderChoice,
-    /// PostgreSQL image for testcontainers [env: TENANTGATE_PG_IMAGE, default: postgres:15].
-    #[arg(long)]
-    pub pg_image: Option<String>,
-    /// Existing PostgreSQL server to create a throwaway database on [env: TENANTGATE_PG_URL].
-    #[arg(long)]
-    pub pg_url: Option<String>,
+    #[command(flatten)]
+    pub pg: super::PgArgs,
 }
 
 /// How a release ended.
@@ -284,7 +278,7 @@ impl Release {
                 .read()
                 .context("run rustc --version")?;
             let manifest = Manifest::describe(
-                project.app,
+                project.embedded_app()?,
                 &binary,
                 crate::display_path(&binary),
                 git.clone(),
@@ -319,11 +313,7 @@ impl Release {
 
     /// The full rehearsal on every configured backend, with the same cleanup as `migrate-test`.
     fn migrate_test(&self, app: &AppUnderTest<'_>) -> anyhow::Result<Vec<BackendReport>> {
-        let pg = PgOptions::from_flags(
-            self.pg_provider,
-            self.pg_image.as_deref(),
-            self.pg_url.as_deref(),
-        );
+        let pg = self.pg.options();
         provision::with_janitor(async |janitor| {
             let options = rehearsal::Options {
                 progress: rehearsal::Progress::Lines,
@@ -393,7 +383,11 @@ fn embedded_snapshots(
         let file = config.migrations.snapshots.join(format!("{backend}.snap"));
         let on_disk = std::fs::read_to_string(&file)
             .with_context(|| format!("read {}", crate::display_path(&file)))?;
-        match project.app.embedded(backend).and_then(|e| e.snapshot) {
+        match project
+            .embedded_app()?
+            .embedded(backend)
+            .and_then(|e| e.snapshot)
+        {
             Some(embedded) if embedded == on_disk => checked.push(backend.to_string()),
             Some(_) => bail!(
                 "the {backend} snapshot the app embeds differs from {}: the binary would verify live databases against another schema\nfix: rebuild (`cargo build`) so that the app embeds the snapshot migrate-test asserted",

@@ -29,26 +29,28 @@ impl SchemaCommand {
             None => target,
         };
         let backend: Backend = target.backend;
-        let table = project
-            .app
-            .embedded(backend)
-            .map(|e| e.migrator.table_name.to_string())
-            .unwrap_or_else(|| "_sqlx_migrations".to_string());
+        let table = match project.app.and_then(|app| app.embedded(backend)) {
+            Some(embedded) => embedded.migrator.table_name.to_string(),
+            None => match super::load_config(project, None) {
+                Ok(config) => config.sqlx_settings()?.table,
+                Err(_) => "_sqlx_migrations".to_string(),
+            },
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("start the async runtime")?;
         let text = runtime.block_on(async {
             let mut conn: Conn = target.connect(false).await?;
-            let scope = match (
-                &self.schema,
-                tenantgate::live::Source::of(project.app, backend),
-            ) {
+            let scope = match (&self.schema, project.app) {
                 (Some(_), _) => Scope::CurrentSchema,
                 // The app's schemas, as the snapshot holds them: a live database may hold
                 // other software's too.
-                (None, Ok(source)) => target.scope(&source, &project.app.config()?),
-                (None, Err(_)) => Scope::Database,
+                (None, Some(app)) => match tenantgate::live::Source::of(app, backend) {
+                    Ok(source) => target.scope(&source, &app.config()?),
+                    Err(_) => Scope::Database,
+                },
+                (None, None) => Scope::Database,
             };
             let schema = Schema::read(&mut conn, &table, &scope)
                 .await

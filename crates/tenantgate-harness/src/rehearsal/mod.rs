@@ -5,7 +5,7 @@
 //! version; then the post-migration checks, the schema snapshot, and the behavioural
 //! isolation cases.
 
-mod errors;
+pub(crate) mod errors;
 pub mod reversibility;
 
 use std::collections::{BTreeMap, BTreeSet};

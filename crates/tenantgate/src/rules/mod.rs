@@ -12,7 +12,7 @@ mod role;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use policy::{TenantFilter, canonical, is_column, parse_expression};
+pub use policy::{TenantFilter, canonical, is_column, parse_expression, string_literal};
 pub use role::RoleFacts;
 
 use crate::Backend;

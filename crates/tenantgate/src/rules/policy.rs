@@ -173,7 +173,8 @@ pub fn is_column(expr: &Expr, column: &str) -> bool {
     }
 }
 
-fn string_literal(expr: &Expr) -> Option<&str> {
+/// The text of a string literal (through casts and parentheses).
+pub fn string_literal(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Value(value) => match &value.value {
             Value::SingleQuotedString(text) => Some(text),
