@@ -132,3 +132,58 @@ fn a_bad_configuration_says_what_is_wrong() {
         "{error}"
     );
 }
+
+/// The dependency direction: app → runtime; xtask → harness → runtime; nothing → the demo.
+#[test]
+fn the_libraries_depend_on_neither_the_demo_app_nor_each_other_backwards() {
+    let root = tenantgate_harness::workspace::root();
+    let dependencies = |crate_dir: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(root.join(crate_dir).join("Cargo.toml")).unwrap();
+        let manifest: toml::Table = text.parse().unwrap();
+        ["dependencies", "dev-dependencies", "build-dependencies"]
+            .iter()
+            .filter_map(|section| manifest.get(*section).and_then(|d| d.as_table()))
+            .flat_map(|table| table.keys().cloned())
+            .collect()
+    };
+    let runtime = dependencies("crates/tenantgate");
+    let harness = dependencies("crates/tenantgate-harness");
+    assert!(
+        !runtime
+            .iter()
+            .any(|d| d == "app" || d == "tenantgate-harness"),
+        "{runtime:?}"
+    );
+    assert!(!harness.iter().any(|d| d == "app"), "{harness:?}");
+    assert!(harness.iter().any(|d| d == "tenantgate"), "{harness:?}");
+}
+
+/// Both libraries are publishable: `cargo package` takes each with its README, and
+/// nothing of this repository's demo.
+#[test]
+fn both_libraries_package_with_their_readme() {
+    let output = tenantgate_harness::workspace::cargo()
+        .args([
+            "package",
+            "-p",
+            "tenantgate",
+            "-p",
+            "tenantgate-harness",
+            "--allow-dirty",
+            "--list",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{listing}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(listing.matches("README.md").count() >= 2, "{listing}");
+    assert!(
+        listing.lines().any(|l| l == "src/init/infer.rs"),
+        "{listing}"
+    );
+    assert!(!listing.contains("migrations/"), "{listing}");
+}

@@ -18,13 +18,15 @@
 //!     tenantgate_harness::main(tenantgate_harness::Project {
 //!         package: "my-app",
 //!         config: "migrations/tenantgate.toml",
-//!         app: &my_app::TENANTGATE,
+//!         app: Some(&my_app::TENANTGATE),
 //!         api: None,
 //!     })
 //! }
 //! ```
 //!
-//! with `[alias] xtask = "run --package xtask --"` in `.cargo/config.toml`.
+//! with `[alias] xtask = "run --package xtask --"` in `.cargo/config.toml`. Before the
+//! app embeds a configuration, `app: None` lets `cargo xtask init` write one: it applies
+//! the existing migrations to throwaway databases and infers the tenancy from the schema.
 
 pub mod bench;
 pub mod checks;

@@ -59,7 +59,31 @@ pub fn cargo() -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(root());
+    as_the_developer_runs_it(&mut command);
     command
+}
+
+/// Leaves out of a `cargo` command the variables cargo set for the program that runs it
+/// (`cargo run` and `cargo test` set `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …). Build
+/// scripts that watch one would see it change, and their crates and every crate above
+/// them would be rebuilt, here and again in the developer's next build.
+pub fn as_the_developer_runs_it(command: &mut std::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_the_program = name == "CARGO_MANIFEST_DIR"
+            || name == "CARGO_MANIFEST_PATH"
+            || name == "CARGO_CRATE_NAME"
+            || name == "CARGO_BIN_NAME"
+            || name == "CARGO_PRIMARY_PACKAGE"
+            || name == "CARGO_RUSTC_CURRENT_DIR"
+            || name == "CARGO_TARGET_TMPDIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || name.starts_with("NEXTEST");
+        if set_for_the_program {
+            command.env_remove(name);
+        }
+    }
 }
 
 /// Builds `package` (`--release` or not) and returns the path of its binary, as cargo

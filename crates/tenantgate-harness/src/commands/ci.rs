@@ -18,16 +18,19 @@ impl Ci {
         sh.change_dir(crate::workspace::root());
         let harness = std::env::current_exe().context("locate the xtask binary")?;
         step("format", || {
-            cmd!(sh, "cargo fmt --all --check")
-                .run()
+            cargo(&["fmt", "--all", "--check"])
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")
         })?;
         step("lints", || {
-            cmd!(
-                sh,
-                "cargo clippy --workspace --all-targets --quiet -- -D warnings"
-            )
-            .run()
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
             .context("cargo clippy found warnings")
         })?;
         let mut totals = Totals::default();
@@ -45,6 +48,17 @@ impl Ci {
         println!("ci: {} passed, {} failed", totals.passed, totals.failed);
         Ok(std::process::ExitCode::SUCCESS)
     }
+}
+
+/// `cargo <args>` in the workspace, with the environment the developer's own builds have
+/// (so that the tests' build reuses what this one compiles).
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = crate::workspace::cargo()
+        .args(args)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "cargo {} exited with {status}", args[0]);
+    Ok(())
 }
 
 fn step(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
