@@ -1178,7 +1178,9 @@ fn composite_fix(
     children: &[&str],
     parents: &[&str],
 ) -> String {
-    let child_column = table.tenant_column().unwrap_or("tenant_id");
+    let child_column = table
+        .tenant_column()
+        .unwrap_or(model.config.tenancy.column.as_str());
     let parent_column = model
         .table(parent)
         .and_then(|p| p.tenant_column())
