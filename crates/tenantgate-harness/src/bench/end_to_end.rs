@@ -128,6 +128,10 @@ async fn raw_parts(context: &Context<'_>, backend: Backend) -> anyhow::Result<Du
     }
     .await;
     let leftovers = janitor.finish(false).await;
-    anyhow::ensure!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
+    anyhow::ensure!(
+        leftovers.is_empty(),
+        "cleanup failed: {}",
+        leftovers.join("; ")
+    );
     result
 }

@@ -79,7 +79,11 @@ async fn provider_start(
         let took = started.elapsed();
         let leftovers = janitor.finish(false).await;
         database?;
-        anyhow::ensure!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
+        anyhow::ensure!(
+            leftovers.is_empty(),
+            "cleanup failed: {}",
+            leftovers.join("; ")
+        );
         Ok(took)
     })
     .await

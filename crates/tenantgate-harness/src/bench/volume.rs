@@ -136,7 +136,11 @@ async fn rehearse(context: &Context<'_>, backend: Backend, rows: u64) -> anyhow:
         None => Vec::new(),
     };
     let leftovers = janitor.finish(false).await;
-    anyhow::ensure!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
+    anyhow::ensure!(
+        leftovers.is_empty(),
+        "cleanup failed: {}",
+        leftovers.join("; ")
+    );
     let phase = |name: &str| {
         report
             .phases
