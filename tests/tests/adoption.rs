@@ -114,7 +114,10 @@ fn write_workspace(dir: &Path, repository: &Path) {
         (
             "xtask/Cargo.toml",
             format!(
-                "[package]\nname = \"xtask\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\n\
+                // Its binary is named apart from this repository's `xtask`: the two share
+                // a target directory, where `target/debug/xtask` is one file.
+                "[package]\nname = \"xtask\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+                 [[bin]]\nname = \"ledger-xtask\"\npath = \"src/main.rs\"\n\n[dependencies]\n\
                  ledger = {{ path = \"../ledger\" }}\n\
                  tenantgate-harness = {{ path = \"{}\" }}\n",
                 path(&repository.join("crates/tenantgate-harness"))

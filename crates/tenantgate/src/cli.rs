@@ -98,11 +98,11 @@ pub struct MigrateArgs {
     /// Apply up to this version (included) instead of every pending migration.
     #[arg(long)]
     target: Option<i64>,
-    /// PostgreSQL lock_timeout of every migration statement (e.g. 5s, 500ms).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// PostgreSQL lock_timeout of every migration statement (e.g. 5s, 500ms; 0: none).
+    #[arg(long, default_value = "5s", value_parser = parse_pg_timeout)]
     lock_timeout: Duration,
     /// PostgreSQL statement_timeout of every migration statement (0: none).
-    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[arg(long, default_value = "0", value_parser = parse_pg_timeout)]
     statement_timeout: Duration,
     /// How often a migration that hit lock_timeout is retried, with backoff.
     #[arg(long, default_value_t = 3)]
@@ -151,7 +151,31 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is too long a duration; write e.g. 5s, 500ms, 2min"))
+}
+
+/// The longest timeout PostgreSQL takes: its timeouts are milliseconds in an `int`.
+const PG_TIMEOUT_MAX: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// A PostgreSQL timeout: whole milliseconds, 0 for none, at most about 24.8 days.
+fn parse_pg_timeout(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Ok(duration);
+    }
+    if duration < Duration::from_millis(1) {
+        return Err(format!(
+            "`{text}` is below PostgreSQL's 1 ms resolution and would become 0, which means no timeout at all; write 1ms or more, or 0 for none"
+        ));
+    }
+    if duration > PG_TIMEOUT_MAX {
+        return Err(format!(
+            "`{text}` is longer than PostgreSQL's largest timeout ({} days); write less, or 0 for none",
+            PG_TIMEOUT_MAX.as_secs() / 86_400
+        ));
+    }
+    Ok(duration)
 }
 
 /// Parses the command line and runs it over what `app` embeds: the whole of an app's `main`.
@@ -422,5 +446,37 @@ impl MigrateArgs {
             return Ok(ExitCode::from(130));
         }
         Ok(exit(ok))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{parse_duration, parse_pg_timeout};
+
+    #[test]
+    fn durations_parse_and_absurd_ones_are_refused_without_a_panic() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert!(
+            parse_duration("99999999999999999999h")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(
+            parse_duration("5 weeks")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+    }
+
+    #[test]
+    fn a_postgres_timeout_below_a_millisecond_is_not_silently_none() {
+        assert!(parse_pg_timeout("0.5ms").unwrap_err().contains("1 ms"));
+        assert_eq!(parse_pg_timeout("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_pg_timeout("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_pg_timeout("30days").is_err());
+        assert!(parse_pg_timeout("600h").unwrap_err().contains("largest"));
     }
 }
