@@ -89,8 +89,9 @@ pub struct MigrateArgs {
     /// Also restore the backup into a scratch database (or open it) and compare row counts.
     #[arg(long)]
     verify_restore: bool,
-    /// Keep only the newest N backups of this database (or schema).
-    #[arg(long)]
+    /// Once the run has verified, keep only the newest N backups of this database (or
+    /// schema), this run's among them (at least 1).
+    #[arg(long, value_parser = parse_keep)]
     keep: Option<usize>,
     /// Leave a failed run's database as the failure left it (no automatic rollback).
     #[arg(long)]
@@ -153,6 +154,43 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("`{text}` is too long a duration; write e.g. 5s, 500ms, 2min"))
+}
+
+/// Resolves on SIGINT or SIGTERM; false if neither can be listened for.
+async fn stop_signal() -> bool {
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return tokio::signal::ctrl_c().await.is_ok();
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.is_ok(),
+        received = terminate.recv() => received.is_some(),
+    }
+}
+
+/// Cancels the statement PostgreSQL backend `pid` runs, from a second connection.
+async fn cancel_backend(url: &str, pid: i32) {
+    use sqlx::Connection;
+    if let Ok(mut conn) = sqlx::PgConnection::connect(url).await {
+        let _ = sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(pid)
+            .execute(&mut conn)
+            .await;
+        let _ = conn.close().await;
+    }
+}
+
+/// `--keep N`: N ≥ 1, since the backup a run takes is its way back.
+fn parse_keep(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err(
+            "--keep 0 would delete the backup this run takes, its only way back; keep at least 1"
+                .to_string(),
+        ),
+        Ok(keep) => Ok(keep),
+        Err(_) => Err(format!("`{text}` is not a number of backups")),
+    }
 }
 
 /// The longest timeout PostgreSQL takes: its timeouts are milliseconds in an `int`.
@@ -381,16 +419,29 @@ impl MigrateArgs {
             report: self.report.clone(),
             ..Options::default()
         };
-        // Ctrl-C: finish the current migration, then roll back; a second one stops now.
+        // SIGINT or SIGTERM (what systemd and Kubernetes send): cancel the statement being
+        // applied, stop before the next migration, roll back, report. Another signal does
+        // not cut the rollback short: a run killed mid-rollback is what must never happen.
         let interrupted = Arc::clone(&options.interrupted);
+        let applying = Arc::clone(&options.applying_backend);
+        let url = target.url.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            let mut first = true;
+            while stop_signal().await {
                 interrupted.store(true, Ordering::SeqCst);
-                eprintln!(
-                    "interrupted: stopping after the current step, then rolling back (Ctrl-C again to abort now)"
-                );
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
+                if first {
+                    eprintln!(
+                        "interrupted: cancelling the migration being applied, then rolling back"
+                    );
+                    first = false;
+                } else {
+                    eprintln!(
+                        "interrupted again: still rolling back; the run ends as soon as the database is as it was"
+                    );
+                }
+                let pid = applying.load(Ordering::SeqCst);
+                if pid != 0 {
+                    cancel_backend(&url, pid).await;
                 }
             }
         });

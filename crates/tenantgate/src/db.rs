@@ -254,6 +254,28 @@ END
 $$";
 
 /// A SQL string literal: `it's` → `'it''s'`.
+/// A database error as a person reads it: the server's message and SQLSTATE, with
+/// PostgreSQL's DETAIL and HINT — never the line of the server's own C source that sqlx's
+/// text of the error appends (`at line 869`).
+pub fn error_text(error: &sqlx::Error) -> String {
+    let sqlx::Error::Database(database) = error else {
+        return error.to_string();
+    };
+    let mut text = database.message().trim_end().to_string();
+    if let Some(code) = database.code() {
+        text.push_str(&format!(" ({code})"));
+    }
+    if let Some(postgres) = database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(detail) = postgres.detail() {
+            text.push_str(&format!("; DETAIL: {}", detail.trim_end()));
+        }
+        if let Some(hint) = postgres.hint() {
+            text.push_str(&format!("; HINT: {}", hint.trim_end()));
+        }
+    }
+    text
+}
+
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use tenantgate_tests::live::scratch_app_in;
 
 fn main() -> ExitCode {
+    // The fault-injection suite's faults (FAILPOINTS), for this process.
+    tenantgate::live::fault::from_env();
     let dir = match std::env::var_os("TENANTGATE_SCRATCH") {
         Some(dir) => PathBuf::from(dir),
         None => {

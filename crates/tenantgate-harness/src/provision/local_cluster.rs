@@ -160,6 +160,29 @@ impl LocalCluster {
         }
     }
 
+    /// Restarts the server on the same port and data: a fast shutdown (every session is
+    /// ended, as in a failover or a maintenance restart), then a new postmaster.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let dir = self
+            .dir
+            .as_ref()
+            .context("the cluster is stopped")?
+            .path()
+            .to_path_buf();
+        let pid = self.postmaster.id() as i32;
+        // SAFETY: a signal to the postmaster this value spawned.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Ok(None) = self.postmaster.try_wait() {
+            if Instant::now() >= deadline {
+                bail!("the local cluster did not shut down to restart");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.postmaster = spawn_postmaster(&self.bindir, &dir, self.port, self.owner, false)?;
+        super::wait_until_accepting(&self.url, Duration::from_secs(30)).await
+    }
+
     /// Leaves the cluster running after the harness exits: its postmaster was tied to
     /// the harness (it dies with it), so it is shut down cleanly and started again on its
     /// own, on the same port and data. Returns its URL, folder and postmaster pid.

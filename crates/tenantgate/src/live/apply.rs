@@ -78,7 +78,9 @@ fn transient(error: &MigrateError) -> bool {
 
 fn describe(error: &MigrateError) -> String {
     match error {
-        MigrateError::ExecuteMigration(inner, _) => inner.to_string(),
+        MigrateError::ExecuteMigration(inner, _) | MigrateError::Execute(inner) => {
+            crate::db::error_text(inner)
+        }
         other => other.to_string(),
     }
 }

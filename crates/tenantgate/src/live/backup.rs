@@ -260,12 +260,14 @@ pub async fn backup(
     request: &BackupRequest<'_>,
 ) -> anyhow::Result<(BackupInfo, Counts)> {
     let started = Instant::now();
-    std::fs::create_dir_all(&request.files.dir).with_context(|| {
-        format!(
-            "create the backup folder {} (choose another with --backup-dir)",
-            request.files.dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&request.files.dir)
+        .and_then(|()| super::fault::writable())
+        .with_context(|| {
+            format!(
+                "write into the backup folder {} (free space, or choose another with --backup-dir)",
+                request.files.dir.display()
+            )
+        })?;
     let (path, counts, verified_by) = match conn {
         Conn::Postgres(_) => backup_postgres(conn, request).await?,
         Conn::Sqlite(_) => backup_sqlite(conn, request).await?,
@@ -372,9 +374,12 @@ async fn restore_list(
             !(words.len() >= 6 && words[3] == "SCHEMA" && words[4] == "-" && words[5] == schema)
         })
         .collect();
+    // In the system's temporary folder: a backup folder that filled up must not stop
+    // the restore that needs it.
+    let _ = dir;
     let file = tempfile::Builder::new()
-        .prefix(".restore-list-")
-        .tempfile_in(dir)
+        .prefix("tenantgate-restore-list-")
+        .tempfile()
         .context("write the restore list")?;
     std::fs::write(file.path(), kept.join("\n") + "\n")?;
     Ok(file)
@@ -680,39 +685,109 @@ pub async fn restore(
             .bind(&schema)
             .fetch_one(&mut *main)
             .await?;
-            conn.execute(&format!(
-                "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {o}; COMMIT",
+            // The restore as one transaction, run by psql (the archive's data is COPY
+            // text): the failed schema moves aside, the backup is restored in its place,
+            // the failed one is dropped, and nothing of it is visible until COMMIT. A run
+            // killed during the restore leaves the database as the failure left it, never
+            // half restored, and psql finishes or aborts it on its own.
+            let psql = pg_tool("psql", pg_bin, major)?;
+            let head = format!(
+                "\\set ON_ERROR_STOP on\nBEGIN;\nALTER SCHEMA {s} RENAME TO {a};\nCREATE SCHEMA {s} AUTHORIZATION {o};\n",
                 s = quote(&schema),
                 a = quote(&aside),
-                o = quote(&owner)
-            ))
-            .await
-            .with_context(|| format!("move the failed schema {schema} aside"))?;
-            let restored = restore_listed(&pg_restore, target, &list, backup).await;
-            match restored {
-                Ok(_) => {
-                    conn.execute(&format!("DROP SCHEMA {} CASCADE", quote(&aside)))
-                        .await
-                        .with_context(|| format!("drop the failed schema, kept as {aside}"))?;
-                    Ok(())
-                }
-                Err(error) => {
-                    // Put the failed schema back: a failed restore must not lose it.
-                    let _ = conn
-                        .execute(&format!(
-                            "BEGIN; DROP SCHEMA {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s}; COMMIT",
-                            s = quote(&schema),
-                            a = quote(&aside)
-                        ))
-                        .await;
-                    Err(error).with_context(|| {
-                        format!("restore {} into schema {schema}; the schema was left as it was after the failure", backup.display())
-                    })
-                }
-            }
+                o = quote(&owner),
+            );
+            let tail = format!("\nDROP SCHEMA {} CASCADE;\nCOMMIT;\n", quote(&aside));
+            restore_in_one_transaction(&pg_restore, &psql, target, &list, backup, &head, &tail, major)
+                .await
+                .with_context(|| {
+                    format!(
+                        "restore {} into schema {schema} (in one transaction: the schema was left as it was after the failure)",
+                        backup.display()
+                    )
+                })
         }
         Conn::Sqlite(main) => restore_sqlite(main, backup).await,
     }
+}
+
+/// `pg_restore` of the listed entries as SQL, piped into `psql` between `head` and
+/// `tail`, which open and commit one transaction: no file is written, and a runner killed
+/// mid-way closes psql's input before COMMIT, which the server then rolls back.
+#[allow(clippy::too_many_arguments)]
+async fn restore_in_one_transaction(
+    pg_restore: &Path,
+    psql: &Path,
+    target: &Target,
+    list: &tempfile::NamedTempFile,
+    backup: &Path,
+    head: &str,
+    tail: &str,
+    server_major: u32,
+) -> anyhow::Result<()> {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut dump = tokio::process::Command::new(pg_restore)
+        .arg(format!("--use-list={}", list.path().display()))
+        .arg("--file=-")
+        .arg(backup)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("run {}", pg_restore.display()))?;
+    let (url, password) = libpq_url(target);
+    let mut load = tokio::process::Command::new(psql);
+    load.arg(format!("--dbname={url}"))
+        .args(["--no-psqlrc", "--quiet", "--no-password", "--file=-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(password) = password {
+        load.env("PGPASSWORD", password);
+    }
+    let mut load = load
+        .spawn()
+        .with_context(|| format!("run {}", psql.display()))?;
+    let mut input = load.stdin.take().context("psql's input")?;
+    let mut output = BufReader::new(dump.stdout.take().context("pg_restore's output")?);
+    let pumped: anyhow::Result<()> = async {
+        input.write_all(head.as_bytes()).await?;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if output.read_until(b'\n', &mut line).await? == 0 {
+                break;
+            }
+            // A newer pg_restore writes settings an older server does not have.
+            if server_major < 17 && line.starts_with(b"SET transaction_timeout") {
+                continue;
+            }
+            input.write_all(&line).await?;
+        }
+        let restored = dump.wait_with_output().await?;
+        if !restored.status.success() {
+            bail!(
+                "pg_restore failed: {}",
+                String::from_utf8_lossy(&restored.stderr).trim()
+            );
+        }
+        input.write_all(tail.as_bytes()).await?;
+        input.shutdown().await?;
+        Ok(())
+    }
+    .await;
+    drop(input);
+    let loaded = load.wait_with_output().await?;
+    // psql's error first: when it stops on one, writing to it fails too.
+    if !loaded.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&loaded.stderr).trim()
+        );
+    }
+    pumped
 }
 
 async fn restore_sqlite(main: &mut SqliteConnection, backup: &Path) -> anyhow::Result<()> {
@@ -766,20 +841,37 @@ async fn restore_sqlite(main: &mut SqliteConnection, backup: &Path) -> anyhow::R
     unreachable!("the loop returns or fails on its last attempt")
 }
 
+/// Whether `name` is a backup file of exactly `label`: `<label>-<timestamp>.dump|sqlite`,
+/// the timestamp as [`Files::new`] writes it. A label that merely starts the name (another
+/// database `qa_p-2` beside `qa_p`) is another target's.
+pub fn is_backup_of(name: &str, label: &str) -> bool {
+    let Some(rest) = name.strip_prefix(label).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let Some(stamp) = rest
+        .strip_suffix(".dump")
+        .or_else(|| rest.strip_suffix(".sqlite"))
+    else {
+        return false;
+    };
+    // 20261201T101010.123Z
+    let bytes = stamp.as_bytes();
+    bytes.len() == 20
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15] == b'.'
+        && bytes[16..19].iter().all(u8::is_ascii_digit)
+        && bytes[19] == b'Z'
+}
+
 /// Removes all but the newest `keep` backups of `label` in `dir`, with their checksums and
 /// reports; returns what it removed.
 pub fn prune(dir: &Path, label: &str, keep: usize) -> anyhow::Result<Vec<PathBuf>> {
-    let prefix = format!("{label}-");
     let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(&prefix)
-                && (name.ends_with(".dump") || name.ends_with(".sqlite"))
-                // `label-<stamp>` only: a longer label that starts with this one is another target.
-                && name[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
-        })
+        .filter(|p| is_backup_of(&p.file_name().unwrap_or_default().to_string_lossy(), label))
         .collect();
     backups.sort();
     let mut removed = Vec::new();

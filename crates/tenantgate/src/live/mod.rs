@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backup;
 pub mod fanout;
+pub mod fault;
 pub mod report;
 pub mod runner_lock;
 pub mod target;
@@ -165,8 +166,11 @@ pub struct Options {
     pub report: Option<PathBuf>,
     /// Write the JSON report also when the run changed nothing (up to date, refused).
     pub report_unchanged: bool,
-    /// Set on Ctrl-C: the run stops before the next migration and rolls back.
+    /// Set on SIGINT or SIGTERM: the run stops before the next migration and rolls back.
     pub interrupted: Arc<AtomicBool>,
+    /// The PostgreSQL backend pid of the connection while it applies a migration (0 when
+    /// it is not): whoever handles the signal cancels that statement with it.
+    pub applying_backend: Arc<std::sync::atomic::AtomicI32>,
     /// A dump that already holds this target (a fan-out takes one for all its schemas):
     /// the run takes no backup of its own and restores its part of this one on failure.
     pub shared_backup: Option<Arc<backup::SharedBackup>>,
@@ -188,6 +192,7 @@ impl Default for Options {
             report: None,
             report_unchanged: true,
             interrupted: Arc::new(AtomicBool::new(false)),
+            applying_backend: Arc::new(std::sync::atomic::AtomicI32::new(0)),
             shared_backup: None,
         }
     }
@@ -204,6 +209,21 @@ struct Marker {
     /// killed run may have left it half-applied).
     #[serde(default)]
     applying: Option<(String, bool)>,
+    /// Set while the run rolls back: what the next run needs to finish that rollback if
+    /// this one is killed.
+    #[serde(default)]
+    rolling_back: Option<RollingBack>,
+}
+
+/// A rollback under way: from which version to which, with which backup, and the row
+/// counts on either side (the next run restores only a database nobody changed since).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct RollingBack {
+    backup: String,
+    from: Option<i64>,
+    to: Option<i64>,
+    failed_counts: Counts,
+    before_counts: Counts,
 }
 
 fn marker_path(dir: &Path, label: &str) -> PathBuf {
@@ -254,14 +274,24 @@ pub async fn migrate(
             started_at: String::new(),
             backup: None,
             applying: None,
+            rolling_back: None,
         },
+        wrote: false,
     };
     run.marker_data.started_at = run.report.started_at.clone();
     let result = run.run().await;
+    let wrote = run.wrote;
+    let rolling_back = run.marker_data.rolling_back.is_some();
     if let Err(error) = result {
         report.error.get_or_insert_with(|| format!("{error:#}"));
         if report.outcome == Outcome::Running {
-            report.outcome = Outcome::Failed;
+            // Before the first write nothing changed; after it, only the rollback's own
+            // checks can fail this way, and the database is not known to be restored.
+            report.outcome = if wrote {
+                Outcome::Failed
+            } else {
+                Outcome::Refused
+            };
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -275,8 +305,9 @@ pub async fn migrate(
         if let Err(error) =
             std::fs::create_dir_all(&options.backup_dir).and_then(|()| report.write_json(&path))
         {
+            report.report_path = None;
             progress(&format!(
-                "could not write the report {}: {error}",
+                "warning: could not write the report {}: {error} (the verdict below stands)",
                 path.display()
             ));
         }
@@ -285,7 +316,8 @@ pub async fn migrate(
     let validated = report
         .step("validate")
         .is_some_and(|s| s.status != Status::Fail);
-    if !options.dry_run && validated {
+    // A rollback that did not finish keeps its marker: the next run finishes it.
+    if !options.dry_run && validated && !(report.outcome == Outcome::Failed && rolling_back) {
         let _ = std::fs::remove_file(marker_path(&options.backup_dir, &target.label()));
     }
     lock.release(&mut conn).await;
@@ -354,6 +386,8 @@ struct Run<'r, 'a> {
     /// The marker file, and what it says while the run is under way.
     marker: PathBuf,
     marker_data: Marker,
+    /// Whether the run has written to the target (from the first migration on).
+    wrote: bool,
 }
 
 /// What a rollback must return the target to.
@@ -370,6 +404,9 @@ struct Applied<'m> {
 }
 
 impl<'r> Run<'r, '_> {
+    /// The sequence. Before the first write an error refuses the run (nothing changed);
+    /// from the first write on, every failure, error or interruption goes through the
+    /// rollback, so the run ends migrated and verified or as it was, and says which.
     async fn run(&mut self) -> anyhow::Result<()> {
         let Some(pending) = self.validate().await? else {
             return Ok(());
@@ -383,18 +420,160 @@ impl<'r> Run<'r, '_> {
         let Some(before) = self.back_up().await? else {
             return Ok(());
         };
-        let applied = self.apply(&pending).await?;
-        let failure = match &applied.error {
+        if self.interrupted() {
+            self.report.error = Some(self.interruption());
+            self.report.outcome = Outcome::Refused;
+            return Ok(());
+        }
+        let applied = self.apply(&pending).await;
+        let mut failure = match &applied.error {
             Some(error) => Some(error.clone()),
-            None => self.verify(&applied, &before).await?,
+            None => match self.verify(&applied, &before).await {
+                Ok(failure) => failure,
+                Err(error) => Some(format!("verify could not finish: {error:#}")),
+            },
         };
+        if failure.is_none() && self.interrupted() {
+            failure = Some(self.interruption());
+        }
         match failure {
             None => {
                 self.report.outcome = Outcome::Migrated;
                 self.report.error = None;
+                self.prune();
                 Ok(())
             }
             Some(failure) => self.roll_back(failure, &applied, &before).await,
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.options.interrupted.load(Ordering::SeqCst)
+    }
+
+    fn interruption(&self) -> String {
+        "interrupted (SIGINT or SIGTERM): the run was asked to stop".to_string()
+    }
+
+    /// `--keep N`, once the run has verified: the newest N backups of this target stay
+    /// (this run's among them); an older one is removed only if its name is exactly this
+    /// target's label and a timestamp.
+    fn prune(&mut self) {
+        let (Some(keep), true, None) = (
+            self.options.keep,
+            self.options.backup,
+            &self.options.shared_backup,
+        ) else {
+            return;
+        };
+        match backup::prune(&self.options.backup_dir, &self.target.label(), keep.max(1)) {
+            Ok(removed) if !removed.is_empty() => (self.progress)(&format!(
+                "--keep {keep}: removed {} files of older backups of {}",
+                removed.len(),
+                self.target.label()
+            )),
+            Ok(_) => {}
+            Err(error) => (self.progress)(&format!(
+                "warning: --keep {keep}: older backups not pruned: {error:#}"
+            )),
+        }
+    }
+
+    /// The fault the fault-injection suite configured at `point` (nothing in an app's
+    /// build): signals and disk faults take effect by themselves; a disconnect is done here.
+    async fn inject(&mut self, point: &str) {
+        let fault::Injected::Disconnect { after_ms } = fault::at(point) else {
+            return;
+        };
+        let Conn::Postgres(pg) = &mut *self.conn else {
+            return;
+        };
+        if after_ms == 0 {
+            let _ = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .execute(&mut *pg)
+                .await;
+            return;
+        }
+        let Ok(pid) = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&mut *pg)
+            .await
+        else {
+            return;
+        };
+        let url = self.target.url.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            if let Ok(mut side) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                let _ = sqlx::query("SELECT pg_terminate_backend($1)")
+                    .bind(pid)
+                    .execute(&mut side)
+                    .await;
+            }
+        });
+    }
+
+    /// A connection the server ended (terminated, restarted) is opened again, with the
+    /// session settings and the migration lock, before verify and rollback need it.
+    async fn reconnect_if_lost(&mut self) -> anyhow::Result<()> {
+        if self.conn.execute("SELECT 1").await.is_ok() {
+            return Ok(());
+        }
+        (self.progress)("the database connection was lost: connecting again");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = loop {
+            match self.target.connect(false).await {
+                Ok(conn) => break conn,
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(error).context("connect again after the connection was lost");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        apply::session_settings(&mut conn, &self.options.timeouts).await?;
+        RunnerLock::acquire(
+            &mut conn,
+            self.target,
+            self.options.wait_for_lock,
+            self.progress,
+        )
+        .await
+        .context("take the migration lock again")?;
+        let old = std::mem::replace(self.conn, conn);
+        old.close().await;
+        Ok(())
+    }
+
+    /// Records in the marker what a next run needs to finish this rollback if this run is
+    /// killed during it.
+    async fn note_rollback(&mut self, before: &Before) {
+        let Some(info) = &self.report.backup else {
+            return;
+        };
+        let from = validate::read_applied(self.conn, &self.source.migrator.table_name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|a| a.last().map(|a| a.version));
+        let Ok(failed_counts) = backup::row_counts(self.conn).await else {
+            return;
+        };
+        self.marker_data.rolling_back = Some(RollingBack {
+            backup: info.path.clone(),
+            from,
+            to: self.report.from_version,
+            failed_counts,
+            before_counts: before.counts.clone(),
+        });
+        self.note_marker();
+    }
+
+    /// The marker is advisory once the run is under way: a backup folder that stops
+    /// taking writes must not stop a run between two states.
+    fn note_marker(&mut self) {
+        if let Err(error) = self.write_marker() {
+            (self.progress)(&format!(
+                "warning: the run marker could not be updated ({error:#}); the run goes on"
+            ));
         }
     }
 
@@ -404,7 +583,12 @@ impl<'r> Run<'r, '_> {
         let step_started = Instant::now();
         apply::session_settings(self.conn, &self.options.timeouts).await?;
         let mut checks = vec![Check::pass("connection", server_version(self.conn).await?)];
-        if let Some(check) = previous_run(&self.marker) {
+        let killed_in_rollback = read_marker(&self.marker).and_then(|m| m.rolling_back);
+        let previous = match killed_in_rollback {
+            Some(rolling_back) => Some(self.finish_rollback(rolling_back).await),
+            None => previous_run(&self.marker),
+        };
+        if let Some(check) = previous {
             (self.progress)(&format!("note: {}", check.detail));
             checks.push(check);
         }
@@ -433,6 +617,95 @@ impl<'r> Run<'r, '_> {
             return Ok(None);
         }
         Ok(Some(pending))
+    }
+
+    /// A previous run was killed while it rolled back: finish that rollback when the
+    /// database is exactly as that run left it (its version and every row count), say it
+    /// had finished when the database is at the version it was rolling back to, and refuse
+    /// otherwise: someone changed the database since, and restoring would lose that.
+    async fn finish_rollback(&mut self, rolling_back: RollingBack) -> Check {
+        let current =
+            match validate::read_applied(self.conn, &self.source.migrator.table_name).await {
+                Ok(applied) => applied.and_then(|a| a.last().map(|a| a.version)),
+                Err(error) => {
+                    return Check::fail(
+                        "previous run",
+                        format!("read the migrations table: {error:#}"),
+                    );
+                }
+            };
+        let killed = format!(
+            "the previous run was killed while rolling back from {} to {} with {}",
+            report::version_text(rolling_back.from),
+            report::version_text(rolling_back.to),
+            rolling_back.backup
+        );
+        if current == rolling_back.to && current != rolling_back.from {
+            return Check::pass(
+                "previous run",
+                format!(
+                    "{killed}; its rollback had finished (the database is at {})",
+                    report::version_text(current)
+                ),
+            );
+        }
+        let counts = backup::row_counts(self.conn).await.unwrap_or_default();
+        if current != rolling_back.from || counts != rolling_back.failed_counts {
+            return Check::fail(
+                "previous run",
+                format!(
+                    "{killed}, and the database changed since (it is at {}, with other row counts): restoring that backup would lose the change; \
+                     restore it by hand if that is right, then delete {}",
+                    report::version_text(current),
+                    self.marker.display()
+                ),
+            );
+        }
+        if !Path::new(&rolling_back.backup).is_file() {
+            return Check::fail(
+                "previous run",
+                format!(
+                    "{killed}, and that backup is gone: restore the database from another backup, then delete {}",
+                    self.marker.display()
+                ),
+            );
+        }
+        let started = Instant::now();
+        (self.progress)("finishing the rollback the previous run began");
+        let restored = backup::restore(
+            self.conn,
+            self.target,
+            Path::new(&rolling_back.backup),
+            self.options.pg_bin.as_deref(),
+        )
+        .await;
+        let after = backup::row_counts(self.conn).await.unwrap_or_default();
+        let check = match restored {
+            Ok(()) if after == rolling_back.before_counts => Check::pass(
+                "previous run",
+                format!(
+                    "{killed}; this run finished that rollback: every table has its rows of before that run"
+                ),
+            ),
+            Ok(()) => Check::fail(
+                "previous run",
+                format!(
+                    "{killed}; this run restored that backup, but the row counts differ from those it recorded"
+                ),
+            ),
+            Err(error) => Check::fail(
+                "previous run",
+                format!("{killed}; finishing that rollback failed: {error:#}"),
+            ),
+        };
+        self.report.steps.push(Step {
+            step: "recover",
+            status: check.status,
+            seconds: started.elapsed().as_secs_f64(),
+            detail: check.detail.clone(),
+            checks: Vec::new(),
+        });
+        check
     }
 
     /// Nothing is pending: the database is verified as it is.
@@ -507,6 +780,7 @@ impl<'r> Run<'r, '_> {
     /// shared dump) and remembers the state a rollback must return to. `None` when the
     /// backup failed: nothing was migrated.
     async fn back_up(&mut self) -> anyhow::Result<Option<Before>> {
+        self.inject("migrate::before-backup").await;
         std::fs::create_dir_all(&self.options.backup_dir).with_context(|| {
             format!(
                 "create {} (choose another with --backup-dir)",
@@ -591,58 +865,83 @@ impl<'r> Run<'r, '_> {
                 backup::row_counts(self.conn).await?
             }
         };
-        if let (Some(keep), true, None) = (
-            self.options.keep,
-            self.options.backup,
-            &self.options.shared_backup,
-        ) {
-            let removed = backup::prune(&self.options.backup_dir, &self.target.label(), keep)?;
-            if !removed.is_empty() {
-                (self.progress)(&format!(
-                    "--keep {keep}: removed {} older backup files",
-                    removed.len()
-                ));
-            }
-        }
         let schema = verify::read_schema(self.conn, self.source, &self.scope)
             .await?
             .render();
+        self.inject("migrate::after-backup").await;
         Ok(Some(Before { counts, schema }))
     }
 
     /// Applies the pending migrations one at a time; stops at the first failure or at an
     /// interruption.
-    async fn apply<'m>(&mut self, pending: &[&'m Migration]) -> anyhow::Result<Applied<'m>> {
+    async fn apply<'m>(&mut self, pending: &[&'m Migration]) -> Applied<'m> {
         let step_started = Instant::now();
         let mut runs = Vec::new();
         let mut interrupted = false;
+        let mut broke: Option<String> = None;
+        let backend_pid = match &mut *self.conn {
+            Conn::Postgres(pg) => sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                .fetch_one(&mut *pg)
+                .await
+                .ok(),
+            Conn::Sqlite(_) => None,
+        };
         for migration in pending {
-            if self.options.interrupted.load(Ordering::SeqCst) {
+            if self.interrupted() {
                 interrupted = true;
                 break;
             }
             self.marker_data.applying =
                 Some((self.source.file_of(migration.version), migration.no_tx));
-            self.write_marker()?;
-            let mut run = apply::apply(
+            self.note_marker();
+            self.wrote = true;
+            if Some(migration.version) == pending.last().map(|m| m.version) {
+                self.inject("migrate::in-migration").await;
+            }
+            if let Some(pid) = backend_pid {
+                self.options.applying_backend.store(pid, Ordering::SeqCst);
+            }
+            let result = apply::apply(
                 self.conn,
                 self.source,
                 std::slice::from_ref(migration),
                 &self.options.timeouts,
                 self.progress,
             )
-            .await?;
-            let failed = run.iter().any(|r| r.status == Status::Fail);
-            runs.append(&mut run);
-            if failed {
+            .await;
+            self.options.applying_backend.store(0, Ordering::SeqCst);
+            match result {
+                Ok(mut run) => {
+                    let failed = run.iter().any(|r| r.status == Status::Fail);
+                    runs.append(&mut run);
+                    if failed {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    broke = Some(format!(
+                        "{}: {error:#}",
+                        self.source.file_of(migration.version)
+                    ));
+                    break;
+                }
+            }
+            if self.interrupted() && runs.len() < pending.len() {
+                interrupted = true;
                 break;
             }
         }
+        if broke.is_none() && runs.iter().all(|r| r.status != Status::Fail) {
+            self.marker_data.applying = None;
+            self.note_marker();
+        }
         let error = match runs.iter().find(|r| r.status == Status::Fail) {
             Some(run) => Some(run.error.clone().unwrap_or_default()),
-            None if interrupted => {
-                Some("interrupted (Ctrl-C) before all migrations were applied".to_string())
-            }
+            None if broke.is_some() => broke,
+            None if interrupted => Some(format!(
+                "{} before all migrations were applied",
+                self.interruption()
+            )),
             None => None,
         };
         self.report.steps.push(Step {
@@ -671,7 +970,7 @@ impl<'r> Run<'r, '_> {
             .map(|m| m.version)
             .or(self.report.from_version);
         self.report.migrations = runs;
-        Ok(Applied { migrations, error })
+        Applied { migrations, error }
     }
 
     /// Checks the migrated database; the first failure, when one check failed.
@@ -680,6 +979,8 @@ impl<'r> Run<'r, '_> {
         applied: &Applied<'_>,
         before: &Before,
     ) -> anyhow::Result<Option<String>> {
+        self.inject("migrate::before-verify").await;
+        self.reconnect_if_lost().await?;
         let step_started = Instant::now();
         (self.progress)("verifying");
         let verified = verify::verify(
@@ -728,33 +1029,75 @@ impl<'r> Run<'r, '_> {
         }
         let step_started = Instant::now();
         (self.progress)("rolling back");
-        let reverted = match &self.report.backup {
-            Some(info) => backup::restore(
-                self.conn,
-                self.target,
-                Path::new(&info.path),
-                self.options.pg_bin.as_deref(),
-            )
-            .await
-            .map(|()| format!("restored {}", info.path)),
+        if let Err(error) = self.reconnect_if_lost().await {
+            self.report.outcome = Outcome::Failed;
+            self.report.steps.push(Step {
+                step: "rollback",
+                status: Status::Fail,
+                seconds: step_started.elapsed().as_secs_f64(),
+                detail: format!("the database cannot be reached to roll back: {error:#}"),
+                checks: Vec::new(),
+            });
+            return Ok(());
+        }
+        self.note_rollback(before).await;
+        self.inject("migrate::in-rollback").await;
+        let reverted = match self.report.backup.clone() {
+            // The restore is one transaction: when the connection was lost during it
+            // (terminated, the server restarted), it is tried again on a new one.
+            Some(info) => {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let restored = backup::restore(
+                        self.conn,
+                        self.target,
+                        Path::new(&info.path),
+                        self.options.pg_bin.as_deref(),
+                    )
+                    .await
+                    .map(|()| format!("restored {}", info.path));
+                    match restored {
+                        Err(_) if attempt < 3 && self.conn.execute("SELECT 1").await.is_err() => {
+                            if self.reconnect_if_lost().await.is_err() {
+                                break restored;
+                            }
+                        }
+                        other => break other,
+                    }
+                }
+            }
             None => revert(self.conn, self.source, &applied.migrations).await,
         };
+        // The restore runs on connections of its own: the run's may have been lost meanwhile.
+        let reconnected = self.reconnect_if_lost().await;
         let mut checks = Vec::new();
         match reverted {
             Ok(how) => {
                 checks.push(Check::pass("restore", how));
-                let after_schema = verify::read_schema(self.conn, self.source, &self.scope)
-                    .await?
-                    .render();
-                self.report.schema_text = Some(after_schema.clone());
-                checks.push(if after_schema == before.schema {
-                    Check::pass("schema", "equals the schema before the run")
-                } else {
-                    verify::drift(&before.schema, &after_schema, self.source)
-                });
-                let after = backup::row_counts(self.conn).await?;
-                checks.push(
-                    match backup::compare_counts(
+                if let Err(error) = reconnected {
+                    checks.push(Check::fail(
+                        "schema",
+                        format!("the restore ran, but the database cannot be reached to check it: {error:#}"),
+                    ));
+                }
+                match verify::read_schema(self.conn, self.source, &self.scope).await {
+                    Ok(schema) => {
+                        let after_schema = schema.render();
+                        self.report.schema_text = Some(after_schema.clone());
+                        checks.push(if after_schema == before.schema {
+                            Check::pass("schema", "equals the schema before the run")
+                        } else {
+                            verify::drift(&before.schema, &after_schema, self.source)
+                        });
+                    }
+                    Err(error) => checks.push(Check::fail(
+                        "schema",
+                        format!("could not be read after the restore: {error:#}"),
+                    )),
+                }
+                checks.push(match backup::row_counts(self.conn).await {
+                    Ok(after) => match backup::compare_counts(
                         &before.counts,
                         &after,
                         "before the run",
@@ -766,7 +1109,11 @@ impl<'r> Run<'r, '_> {
                         ),
                         Err(error) => Check::fail("row counts", format!("{error:#}")),
                     },
-                );
+                    Err(error) => Check::fail(
+                        "row counts",
+                        format!("could not be read after the restore: {error:#}"),
+                    ),
+                });
             }
             Err(error) => checks.push(Check::fail("restore", format!("{error:#}"))),
         }
@@ -777,8 +1124,11 @@ impl<'r> Run<'r, '_> {
             Outcome::Failed
         };
         self.report.steps.push(step);
-        let applied = validate::read_applied(self.conn, &self.source.migrator.table_name).await?;
-        self.report.to_version = applied.and_then(|a| a.last().map(|a| a.version));
+        if let Ok(applied) =
+            validate::read_applied(self.conn, &self.source.migrator.table_name).await
+        {
+            self.report.to_version = applied.and_then(|a| a.last().map(|a| a.version));
+        }
         Ok(())
     }
 
@@ -789,6 +1139,10 @@ impl<'r> Run<'r, '_> {
 
 /// What the marker of an unfinished run says, as a check: a run killed inside a
 /// migration outside a transaction refuses; one killed inside a transactional one goes on.
+fn read_marker(marker: &Path) -> Option<Marker> {
+    serde_json::from_str(&std::fs::read_to_string(marker).ok()?).ok()
+}
+
 fn previous_run(marker: &Path) -> Option<Check> {
     let text = std::fs::read_to_string(marker).ok()?;
     let previous: Option<Marker> = serde_json::from_str(&text).ok();
@@ -798,6 +1152,7 @@ fn previous_run(marker: &Path) -> Option<Check> {
             pid,
             started_at,
             backup,
+            rolling_back: None,
         }) => Check::fail(
             "previous run",
             format!(
@@ -839,7 +1194,8 @@ fn random(bound: u64) -> u64 {
 }
 
 fn write_marker(path: &Path, marker: &Marker) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string(marker)?)
+    fault::writable()
+        .and_then(|()| std::fs::write(path, serde_json::to_string(marker)?))
         .with_context(|| format!("write {}", path.display()))
 }
 

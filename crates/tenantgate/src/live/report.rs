@@ -207,9 +207,15 @@ impl Report {
 
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).expect("a report serializes");
+        super::fault::writable()?;
         let partial = path.with_extension("json.partial");
-        std::fs::write(&partial, text + "\n")?;
-        std::fs::rename(&partial, path)
+        let written =
+            std::fs::write(&partial, text + "\n").and_then(|()| std::fs::rename(&partial, path));
+        if written.is_err() {
+            // A full disk leaves a 0-byte partial file behind: remove it.
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     }
 
     /// The table and verdict a person reads.
@@ -309,9 +315,15 @@ impl Report {
                 "migrate: FAIL — {subject}: {why}; rolled back to {}, verified equal to before",
                 version_text(self.from_version)
             ),
-            Outcome::Failed => {
-                format!("migrate: FAIL — {subject}: {why}; the database was NOT restored")
-            }
+            Outcome::Failed => match &self.backup {
+                Some(backup) => format!(
+                    "migrate: FAIL — {subject}: {why}; the database was NOT restored: restore the backup {} by hand (it is kept)",
+                    backup.path
+                ),
+                None => format!(
+                    "migrate: FAIL — {subject}: {why}; the database was NOT restored and no backup was taken"
+                ),
+            },
             Outcome::Running => format!("migrate: UNFINISHED — {subject}"),
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::Context;
+use sha2::Digest;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -124,11 +125,20 @@ impl Target {
                 .ok()
                 .and_then(|o| o.get_database().map(str::to_string))
                 .unwrap_or_else(|| "postgres".to_string()),
-            Backend::Sqlite => self
-                .sqlite_file()
-                .ok()
-                .and_then(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .unwrap_or_else(|| "sqlite".to_string()),
+            // The stem and a digest of the whole path: `eu/shop.db` and `us/shop.db`
+            // share a backup folder without sharing backups.
+            Backend::Sqlite => match self.sqlite_file() {
+                Ok(file) => {
+                    let stem = file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "sqlite".to_string());
+                    let absolute = std::path::absolute(&file).unwrap_or(file);
+                    let digest = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
+                    format!("{stem}.{}", hex8(&digest))
+                }
+                Err(_) => "sqlite".to_string(),
+            },
         };
         let name = match &self.schema {
             Some(schema) => format!("{database}.{schema}"),
@@ -144,6 +154,10 @@ impl Target {
             })
             .collect()
     }
+}
+
+fn hex8(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The url without its password, for messages and reports.
