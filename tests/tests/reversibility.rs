@@ -335,3 +335,27 @@ async fn generated_rows_are_a_function_of_the_seed() {
         );
     }
 }
+
+/// A down that restores the shape but not the data (`UPDATE … SET email = NULL`, down
+/// `SELECT 1`) fails naming the table and the column: the pass compares what the tables
+/// hold, not only how many rows.
+#[tokio::test]
+async fn a_down_migration_that_does_not_restore_changed_values_fails_naming_the_column() {
+    let scratch = Scratch::new().unwrap();
+    add_both(
+        &scratch,
+        "forget_emails",
+        "UPDATE customers SET email = NULL;\n",
+        "SELECT 1;\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert_fails_with(
+            &report,
+            "reversibility",
+            &[
+                "0008_forget_emails.down.sql loses data",
+                "`customers`: column(s) `email` no longer hold the values they held",
+            ],
+        );
+    }
+}

@@ -220,6 +220,82 @@ impl Conn {
         Ok(counts)
     }
 
+    /// What every table of `schema` holds, as digests: of the multiset of its rows, and of
+    /// the multiset of each column's values. Two equal digests mean the same rows; the
+    /// column digests say which column changed when they differ.
+    pub async fn fingerprints(
+        &mut self,
+        schema: &crate::schema::Schema,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, Fingerprint>> {
+        let mut fingerprints = std::collections::BTreeMap::new();
+        for (name, table) in &schema.tables {
+            let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            if columns.is_empty() {
+                continue;
+            }
+            let fingerprint = match self {
+                Conn::Postgres(c) => {
+                    // Digests in the server: no row leaves it.
+                    let digest = |expression: String| {
+                        format!("md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))")
+                    };
+                    let mut select = vec![digest("t::text".to_string())];
+                    select.extend(columns.iter().map(|column| {
+                        digest(format!("coalesce(t.{}::text, E'\\\\N')", quote(column)))
+                    }));
+                    let sql = format!(
+                        "SELECT ARRAY[{}] FROM {} t",
+                        select.join(", "),
+                        quote_table(name)
+                    );
+                    let digests: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_one(&mut *c)
+                        .await
+                        .with_context(|| format!("fingerprint `{name}`"))?;
+                    Fingerprint::of(&columns, digests)
+                }
+                Conn::Sqlite(c) => {
+                    use sha2::Digest;
+                    let sql = format!(
+                        "SELECT {} FROM {}",
+                        columns
+                            .iter()
+                            .map(|column| format!("quote({})", quote(column)))
+                            .collect::<Vec<_>>()
+                            .join(" || char(31) || "),
+                        quote_table(name)
+                    );
+                    let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut *c)
+                        .await
+                        .with_context(|| format!("fingerprint `{name}`"))?;
+                    let hash = |mut values: Vec<String>| {
+                        values.sort();
+                        let mut hasher = sha2::Sha256::new();
+                        for value in values {
+                            hasher.update(value.as_bytes());
+                            hasher.update(b"\n");
+                        }
+                        format!("{:x}", hasher.finalize())
+                    };
+                    let mut digests = Vec::with_capacity(columns.len() + 1);
+                    let by_column: Vec<Vec<String>> = (0..columns.len())
+                        .map(|i| {
+                            rows.iter()
+                                .map(|row| row.split('\u{1f}').nth(i).unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .collect();
+                    digests.push(hash(std::mem::take(&mut rows)));
+                    digests.extend(by_column.into_iter().map(hash));
+                    Fingerprint::of(&columns, digests)
+                }
+            };
+            fingerprints.insert(name.clone(), fingerprint);
+        }
+        Ok(fingerprints)
+    }
+
     /// After rows with explicit ids (a fixture, generated rows), PostgreSQL's identity
     /// and serial sequences must move past them; SQLite needs nothing.
     pub async fn realign_sequences(&mut self) -> Result<(), sqlx::Error> {
@@ -227,6 +303,36 @@ impl Conn {
             self.execute(REALIGN_SEQUENCES).await?;
         }
         Ok(())
+    }
+}
+
+/// Digests of what a table holds: [`Conn::fingerprints`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fingerprint {
+    pub rows: String,
+    pub columns: std::collections::BTreeMap<String, String>,
+}
+
+impl Fingerprint {
+    fn of(columns: &[&str], digests: Vec<String>) -> Fingerprint {
+        let mut digests = digests.into_iter();
+        Fingerprint {
+            rows: digests.next().unwrap_or_default(),
+            columns: columns
+                .iter()
+                .map(|c| c.to_string())
+                .zip(digests)
+                .collect(),
+        }
+    }
+
+    /// The columns whose values differ from `other`'s.
+    pub fn changed_columns(&self, other: &Fingerprint) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|(column, digest)| other.columns.get(*column) != Some(*digest))
+            .map(|(column, _)| column.clone())
+            .collect()
     }
 }
 
@@ -253,7 +359,6 @@ BEGIN
 END
 $$";
 
-/// A SQL string literal: `it's` → `'it''s'`.
 /// A database error as a person reads it: the server's message and SQLSTATE, with
 /// PostgreSQL's DETAIL and HINT — never the line of the server's own C source that sqlx's
 /// text of the error appends (`at line 869`).
@@ -276,6 +381,7 @@ pub fn error_text(error: &sqlx::Error) -> String {
     text
 }
 
+/// A SQL string literal: `it's` → `'it''s'`.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

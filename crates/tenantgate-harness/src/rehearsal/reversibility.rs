@@ -1,7 +1,7 @@
 //! The reversibility pass of a rehearsal: for every migration, on the database as the
 //! rehearsal left it (fixture rows included once loaded), up → down → the schema must
-//! read exactly as before the up, and every table must hold the rows it held, then up
-//! again. A migration that cannot be reversed without loss says so in its file
+//! read exactly as before the up, and every table must hold the rows it held (the same
+//! number, and the same values: digests of its rows and of each column), then up again. A migration that cannot be reversed without loss says so in its file
 //! (`-- tenantgate:irreversible: reason`) or, when the file is locked, in the
 //! configuration (`[[acknowledgements]] rule = "irreversible"`), and is then reported as
 //! such, not skipped. Migrations of the baseline are not reversed (adopted history).
@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::migrate::Migration;
 use tenantgate::checks::{CheckOutcome, Failure};
 use tenantgate::config::{Acknowledgement, Config};
-use tenantgate::db::{Conn, Scope};
+use tenantgate::db::{Conn, Fingerprint, Scope};
 use tenantgate::schema::Schema;
 
 use super::errors::apply_failure;
@@ -22,23 +22,60 @@ use crate::migration_set::MigrationSet;
 /// Lines of a schema diff shown in a failure; the rest is counted.
 const DIFF_LINES: usize = 60;
 
-/// The schema text and the row count of every table.
+/// The schema text, the row count of every table, and what every table holds (digests of
+/// its rows and of each column's values).
 pub struct State {
     schema: String,
     counts: BTreeMap<String, i64>,
+    contents: BTreeMap<String, Fingerprint>,
 }
 
 impl State {
     pub async fn read(conn: &mut Conn, migrations_table: &str) -> Result<State, Failure> {
         let schema = Schema::read(conn, migrations_table, &Scope::Database)
             .await
-            .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?
-            .render();
+            .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
         let counts = conn
             .row_counts(&Scope::Database, Some(migrations_table))
             .await
             .map_err(|error| Failure::new(format!("{error:#}")))?;
-        Ok(State { schema, counts })
+        let contents = conn
+            .fingerprints(&schema)
+            .await
+            .map_err(|error| Failure::new(format!("{error:#}")))?;
+        Ok(State {
+            schema: schema.render(),
+            counts,
+            contents,
+        })
+    }
+
+    /// Tables whose rows are as many as in `before` but not the same, with the columns
+    /// whose values changed.
+    fn changed_contents(&self, before: &State) -> Vec<String> {
+        before
+            .contents
+            .iter()
+            .filter_map(|(table, was)| {
+                let now = self.contents.get(table)?;
+                if now.rows == was.rows || self.counts.get(table) != before.counts.get(table) {
+                    return None;
+                }
+                let columns = now.changed_columns(was);
+                Some(if columns.is_empty() {
+                    format!("`{table}`: its rows hold the same values per column, but not in the same rows")
+                } else {
+                    format!(
+                        "`{table}`: column(s) {} no longer hold the values they held",
+                        columns
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -160,6 +197,7 @@ impl Pass {
                     None => format!("`{table}` ({rows} rows) is gone after the down"),
                 })
             })
+            .chain(after.changed_contents(before))
             .collect();
         if !lost.is_empty() {
             lossless = false;
