@@ -90,6 +90,49 @@ async fn a_throwaway_database_on_an_existing_server_is_dropped_afterwards() {
     server_janitor.finish(false).await;
 }
 
+/// The sweep for leftovers of dead runs drops this machine's throwaway databases whose
+/// run died, and never another machine's (a colleague's `--keep` on a shared server),
+/// whatever its pid says here.
+#[tokio::test]
+async fn the_leftover_sweep_leaves_other_machines_databases_alone() {
+    let server_janitor = Janitor::new();
+    let server = provision::postgres(&PgOptions::from_env(), &server_janitor)
+        .await
+        .unwrap();
+    let dead_pid = 4_000_000; // above Linux's pid_max
+    let ours = format!("tenantgate_{}_{dead_pid}_1", provision::host_tag());
+    let colleagues = format!("tenantgate_0badc0de_{dead_pid}_2");
+    let mut admin = PgConnection::connect(&server.url).await.unwrap();
+    for name in [&ours, &colleagues] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Url,
+        server_url: Some(server.url.clone()),
+        ..PgOptions::from_env()
+    };
+    provision::postgres(&options, &janitor).await.unwrap();
+    assert!(janitor.finish(false).await.is_empty());
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname IN ($1, $2)")
+            .bind(&ours)
+            .bind(&colleagues)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        vec![colleagues.clone()],
+        "ours is swept, theirs is kept"
+    );
+    admin.close().await.unwrap();
+    server_janitor.finish(false).await;
+}
+
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_error_without_the_password() {
     let janitor = Janitor::new();

@@ -237,7 +237,9 @@ impl Conn {
                 Conn::Postgres(c) => {
                     // Digests in the server: no row leaves it.
                     let digest = |expression: String| {
-                        format!("md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))")
+                        format!(
+                            "md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))"
+                        )
                     };
                     let mut select = vec![digest("t::text".to_string())];
                     select.extend(columns.iter().map(|column| {
@@ -318,11 +320,7 @@ impl Fingerprint {
         let mut digests = digests.into_iter();
         Fingerprint {
             rows: digests.next().unwrap_or_default(),
-            columns: columns
-                .iter()
-                .map(|c| c.to_string())
-                .zip(digests)
-                .collect(),
+            columns: columns.iter().map(|c| c.to_string()).zip(digests).collect(),
         }
     }
 

@@ -89,7 +89,11 @@ impl MigrateTest {
             .enable_all()
             .build()
             .context("start the async runtime")?;
-        runtime.block_on(self.run_async(&app, &backends, &pg))
+        let result = runtime.block_on(self.run_async(&app, &backends, &pg));
+        // Work that cannot be cancelled (a file check on a blocking thread) must not hold
+        // the exit after an interruption: it is left to end with the process.
+        runtime.shutdown_background();
+        result
     }
 
     async fn run_async(

@@ -103,6 +103,7 @@ fn keep_resource(resource: Resource) -> String {
         Resource::ServerDatabase {
             name, display_url, ..
         } => {
+            remember_kept(&name);
             format!(
                 "kept database {name}: psql '{display_url}' with the password of --pg-url (it is not printed)   (remove: DROP DATABASE {name})"
             )

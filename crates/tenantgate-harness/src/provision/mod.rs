@@ -20,6 +20,7 @@ use anyhow::bail;
 pub(crate) use janitor::temp_dir;
 pub use janitor::{Janitor, Resource};
 pub use local_cluster::{LocalCluster, find_bindir};
+pub use server::host_tag;
 pub(crate) use server::with_database;
 
 /// Which PostgreSQL provider to use (`--pg-provider`).
@@ -134,7 +135,7 @@ pub fn with_janitor<T>(work: impl AsyncFnOnce(&Janitor) -> anyhow::Result<T>) ->
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         sweep_leftovers();
         let janitor = Janitor::new();
         let result = tokio::select! {
@@ -148,7 +149,11 @@ pub fn with_janitor<T>(work: impl AsyncFnOnce(&Janitor) -> anyhow::Result<T>) ->
             remove_strays_of_this_run();
             bail!("interrupted; removed every container, database and temporary file of this run")
         })
-    })
+    });
+    // Blocking work that cannot be cancelled must not hold the exit: it ends with the
+    // process.
+    runtime.shutdown_background();
+    result
 }
 
 /// Provisions a fresh PostgreSQL database, registered with `janitor`.

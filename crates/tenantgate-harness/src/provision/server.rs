@@ -15,8 +15,22 @@ fn cannot_connect(address: &str) -> String {
     )
 }
 
-/// Every throwaway database is named `tenantgate_<pid>_<nanos>`.
+/// Every throwaway database is named `tenantgate_<host>_<pid>_<nanos>`: the host (a digest
+/// of this machine's id) tells a dead run of this machine from a colleague's on a shared
+/// server, whose pids mean nothing here.
 const NAME_PREFIX: &str = "tenantgate_";
+
+/// Eight hex digits that name this machine: of `/etc/machine-id`, else the host name.
+pub fn host_tag() -> String {
+    use sha2::Digest;
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .filter(|id| !id.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_default());
+    let digest = sha2::Sha256::digest(id.trim().as_bytes());
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
 
 /// Creates a uniquely named database on the server at `server_url`; returns its URL and
 /// the server's address (without credentials, for the report).
@@ -37,7 +51,8 @@ pub(crate) async fn create_throwaway_database(
     };
     sweep_leftover_databases(&mut admin).await;
     let name = format!(
-        "{NAME_PREFIX}{}_{}",
+        "{NAME_PREFIX}{}_{}_{}",
+        host_tag(),
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -72,8 +87,9 @@ pub(crate) async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Drops throwaway databases of runs that died on this machine. A database still in use
-/// (another machine's run) is left alone: plain DROP DATABASE refuses while connected.
+/// Drops throwaway databases of runs that died on this machine, but those `--keep` kept.
+/// Another machine's are left alone whatever their pid; so is one still in use (plain DROP
+/// DATABASE refuses while connected).
 async fn sweep_leftover_databases(admin: &mut PgConnection) {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
@@ -81,12 +97,19 @@ async fn sweep_leftover_databases(admin: &mut PgConnection) {
             .fetch_all(&mut *admin)
             .await
             .unwrap_or_default();
+    let host = host_tag();
     for name in names {
-        let pid = name
+        // Only this machine's: `tenantgate_<host>_<pid>_<nanos>` with our host.
+        let mut parts = name
             .strip_prefix(NAME_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|pid| pid.parse().ok());
-        if pid.is_some_and(|pid| !super::process_alive(pid)) && !super::janitor::was_kept(&name) {
+            .unwrap_or_default()
+            .split('_');
+        let ours = parts.next() == Some(host.as_str());
+        let pid = parts.next().and_then(|pid| pid.parse().ok());
+        if ours
+            && pid.is_some_and(|pid| !super::process_alive(pid))
+            && !super::janitor::was_kept(&name)
+        {
             let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
                 .execute(&mut *admin)
                 .await;
