@@ -727,3 +727,27 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
     })
     .await
 }
+
+/// A schema whose name needs quoting (a space, capitals) is migrated, backed up and
+/// verified like any other, not refused with a connection error.
+#[tokio::test]
+async fn postgres_a_schema_named_with_a_space_and_capitals_is_migrated() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let dir = tempfile::tempdir()?;
+        let mut conn = Target::new(&database.url)?.connect(false).await?;
+        conn.execute("CREATE SCHEMA \"Tenant One\"").await?;
+        conn.close().await;
+        let target = Target::new(&database.url)?.in_schema("Tenant One");
+        let report = tenantgate::live::migrate(
+            &Source::of(&app::TENANTGATE, Backend::Postgres).unwrap(),
+            &app::TENANTGATE.config().unwrap(),
+            &target,
+            &options(dir.path()),
+            &mut |_| {},
+        )
+        .await;
+        assert_eq!(report.outcome, Outcome::Migrated, "{}", report.render());
+        Ok(())
+    })
+    .await
+}

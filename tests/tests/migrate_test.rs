@@ -216,3 +216,90 @@ async fn a_misnamed_global_table_is_reported() {
         &["`currency`", "no such table"],
     );
 }
+
+/// A migration that would run for ten minutes is cancelled at the statement timeout and
+/// named, on both backends (PostgreSQL's statement_timeout; SQLite interrupted).
+#[tokio::test]
+async fn a_migration_that_runs_past_the_statement_timeout_is_cancelled_and_named() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .add_migration(
+            Backend::Postgres,
+            "0008",
+            "hang",
+            "SELECT pg_sleep(600);\n",
+            "SELECT 1;\n",
+        )
+        .unwrap();
+    scratch
+        .add_migration(
+            Backend::Sqlite,
+            "0008",
+            "hang",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n;\n",
+            "SELECT 1;\n",
+        )
+        .unwrap();
+    let options = Options {
+        statement_timeout: Some(std::time::Duration::from_secs(2)),
+        reversibility: false,
+        ..Options::default()
+    };
+    let started = std::time::Instant::now();
+    let reports =
+        tenantgate_tests::rehearse_with(&scratch.config().unwrap(), &Backend::ALL, options).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    for report in &reports {
+        let failure = report.fatal.as_ref().unwrap_or_else(|| {
+            panic!(
+                "{}: the hung migration did not stop the run: {:#?}",
+                report.backend,
+                failures(report)
+            )
+        });
+        let text = failure.render();
+        assert!(
+            text.contains("0008_hang.up.sql ran longer than the statement timeout (2 s)")
+                && text.contains("statement_timeout"),
+            "{}: {text}",
+            report.backend
+        );
+    }
+}
+
+/// SQLite keeps a foreign key to a table a migration dropped; inserts fail until a later
+/// migration creates it again. The step that left it is named.
+#[tokio::test]
+async fn a_foreign_key_left_pointing_at_a_dropped_table_is_named_with_the_step() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .add_migration(
+            Backend::Sqlite,
+            "0008",
+            "drop_parent",
+            "CREATE TABLE badge_kinds (id INTEGER PRIMARY KEY);\nCREATE TABLE badges (id INTEGER PRIMARY KEY, kind_id INTEGER REFERENCES badge_kinds (id));\nDROP TABLE badge_kinds;\n",
+            "DROP TABLE badges;\n",
+        )
+        .unwrap();
+    scratch
+        .add_migration(
+            Backend::Sqlite,
+            "0009",
+            "bring_parent_back",
+            "CREATE TABLE badge_kinds (id INTEGER PRIMARY KEY);\n",
+            "DROP TABLE badge_kinds;\n",
+        )
+        .unwrap();
+    for stem in ["0008_drop_parent", "0009_bring_parent_back"] {
+        scratch.exempt_from_parity(stem, Backend::Sqlite).unwrap();
+    }
+    let reports = rehearse(&scratch.config().unwrap(), &[Backend::Sqlite]).await;
+    assert_fails_with(
+        &reports[0],
+        "foreign-key-targets",
+        &[
+            "0008_drop_parent.up.sql, the foreign key",
+            "`badges (kind_id)` references `badge_kinds`, which does not exist",
+        ],
+    );
+}

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::config::parse_duration;
 use crate::live::fanout::{Fanout, Progress};
 use crate::live::{Options, Source, Target, Timeouts};
 use crate::status::State;
@@ -129,31 +130,6 @@ pub struct MigrateArgs {
     /// With --tenant-schemas: start no further schema after the first failure.
     #[arg(long)]
     fail_fast: bool,
-}
-
-/// Parses `5s`, `500ms`, `2min`, `1h` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. 5s, 500ms, 2min"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "min" | "m" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s, min or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("`{text}` is too long a duration; write e.g. 5s, 500ms, 2min"))
 }
 
 /// Resolves on SIGINT or SIGTERM; false if neither can be listened for.

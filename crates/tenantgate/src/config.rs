@@ -58,6 +58,39 @@ pub struct Migrations {
     pub baseline: Option<i64>,
     /// Whether the two backends must carry the same versions under the same names.
     pub parity: bool,
+    /// How long one statement of a migration may run in a rehearsal before it is
+    /// cancelled and named (zero: no limit).
+    pub statement_timeout: std::time::Duration,
+}
+
+/// The rehearsal's statement timeout when the configuration sets none: longer than a
+/// backfill of a million rows takes on a small machine, short enough that a hung
+/// migration is named within minutes.
+pub const DEFAULT_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Parses `5s`, `500ms`, `2min`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write e.g. 5s, 500ms, 2min"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "min" | "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, min or h"
+            ));
+        }
+    };
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is too long a duration; write e.g. 5s, 500ms, 2min"))
 }
 
 #[derive(Clone, Debug)]
@@ -235,6 +268,7 @@ struct MigrationsSection {
     sqlx_toml: Option<PathBuf>,
     baseline: Option<i64>,
     parity: Option<bool>,
+    statement_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +406,15 @@ impl Config {
                 .into_iter()
                 .find(|candidate| candidate.is_file()),
         };
+        let statement_timeout = match &file.migrations.statement_timeout {
+            Some(text) => parse_duration(text).map_err(|problem| {
+                anyhow::format_err!(
+                    "`migrations.statement_timeout` in {}: {problem}",
+                    path.display()
+                )
+            })?,
+            None => DEFAULT_STATEMENT_TIMEOUT,
+        };
         let config = Config {
             path: path.to_path_buf(),
             migrations: Migrations {
@@ -382,6 +425,7 @@ impl Config {
                 sqlx_toml,
                 baseline: file.migrations.baseline,
                 parity: file.migrations.parity.unwrap_or(true),
+                statement_timeout,
             },
             tenancy: Tenancy {
                 column: tenancy.column,

@@ -87,6 +87,16 @@ impl Conn {
         })
     }
 
+    /// SQLite: a handle that interrupts the statement this connection runs, from any
+    /// thread (`sqlite3_interrupt`); valid while the connection is open.
+    pub async fn sqlite_interrupter(&mut self) -> Option<SqliteInterrupter> {
+        let Conn::Sqlite(conn) = self else {
+            return None;
+        };
+        let mut handle = conn.lock_handle().await.ok()?;
+        Some(SqliteInterrupter(handle.as_raw_handle().as_ptr() as usize))
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Conn::Postgres(_) => Backend::Postgres,
@@ -305,6 +315,21 @@ impl Conn {
             self.execute(REALIGN_SEQUENCES).await?;
         }
         Ok(())
+    }
+}
+
+/// [`Conn::sqlite_interrupter`].
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteInterrupter(usize);
+
+impl SqliteInterrupter {
+    /// Makes the statement the connection runs stop with SQLITE_INTERRUPT.
+    ///
+    /// # Safety
+    /// The connection it came from must still be open.
+    pub unsafe fn interrupt(self) {
+        // SAFETY: sqlite3_interrupt may be called from any thread on an open connection.
+        unsafe { libsqlite3_sys::sqlite3_interrupt(self.0 as *mut libsqlite3_sys::sqlite3) };
     }
 }
 

@@ -125,6 +125,8 @@ async fn rehearse(context: &Context<'_>, backend: Backend, rows: u64) -> anyhow:
         rows,
         rows_seed: 1,
         reversibility: false,
+        // The bench times the migrations at volume; a limit would cut the measurement.
+        statement_timeout: Some(Duration::ZERO),
     };
     let monitor = match backend {
         Backend::Postgres => Some(LockMonitor::start(&context.server.admin_url).await?),

@@ -46,6 +46,11 @@ pub(crate) struct MigrateTest {
     /// Skip the reversibility pass (up, down, compare, up again for every migration).
     #[arg(long)]
     no_reversibility: bool,
+    /// How long one statement of a migration may run before it is cancelled and named
+    /// (e.g. 30s, 10min; 0: no limit) [default: the configuration's `statement_timeout`,
+    /// else 5min].
+    #[arg(long, value_parser = tenantgate::config::parse_duration)]
+    statement_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +113,7 @@ impl MigrateTest {
             rows: self.rows,
             rows_seed: self.rows_seed,
             reversibility: !self.no_reversibility,
+            statement_timeout: self.statement_timeout,
         };
         provision::sweep_leftovers();
         let janitor = Janitor::new();

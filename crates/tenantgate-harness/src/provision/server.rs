@@ -43,12 +43,17 @@ pub(crate) async fn create_throwaway_database(
         tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(server_url)).await;
     let mut admin = match connected {
         Ok(Ok(conn)) => conn,
-        Ok(Err(error)) => bail!("{}: {error}\n{CONNECT_FIX}", cannot_connect(&address)),
+        Ok(Err(error)) => bail!(
+            "{}: {}\n{CONNECT_FIX}",
+            cannot_connect(&address),
+            tenantgate::db::error_text(&error)
+        ),
         Err(_) => bail!(
             "{}: no answer within 10 s\n{CONNECT_FIX}",
             cannot_connect(&address)
         ),
     };
+    check_privileges(&mut admin, &address).await?;
     sweep_leftover_databases(&mut admin).await;
     let name = format!(
         "{NAME_PREFIX}{}_{}_{}",
@@ -71,6 +76,51 @@ pub(crate) async fn create_throwaway_database(
         display_url: with_database(&without_password(server_url), &name),
     });
     Ok((url, address))
+}
+
+/// What a rehearsal needs of the `--pg-url` user, said before anything starts: a database
+/// of its own (CREATEDB), the roles the migrations create (CREATEROLE), and every
+/// tenant's rows in the checks (BYPASSRLS) — or a superuser, who has all three.
+async fn check_privileges(admin: &mut PgConnection, address: &str) -> anyhow::Result<()> {
+    let (user, superuser, createdb, createrole, bypassrls): (String, bool, bool, bool, bool) =
+        sqlx::query_as(
+            "SELECT rolname::text, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&mut *admin)
+        .await
+        .with_context(|| format!("read the privileges of the --pg-url user on {address}"))?;
+    if superuser {
+        return Ok(());
+    }
+    let missing: Vec<&str> = [
+        (createdb, "CREATEDB (a throwaway database per run)"),
+        (
+            createrole,
+            "CREATEROLE (the roles migrations create, such as the app role)",
+        ),
+        (bypassrls, "BYPASSRLS (the checks read every tenant's rows)"),
+    ]
+    .into_iter()
+    .filter(|(has, _)| !has)
+    .map(|(_, what)| what)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the --pg-url user `{user}` on {address} lacks {}\nfix: use a superuser, or `ALTER ROLE {user} {}` as one",
+        missing.join(", "),
+        [
+            (createdb, "CREATEDB"),
+            (createrole, "CREATEROLE"),
+            (bypassrls, "BYPASSRLS")
+        ]
+        .into_iter()
+        .filter(|(has, _)| !has)
+        .map(|(_, word)| word)
+        .collect::<Vec<_>>()
+        .join(" ")
+    )
 }
 
 pub(crate) async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {

@@ -124,6 +124,16 @@ pub struct Options {
     pub rows_seed: u64,
     /// Reverse every migration (up, down, compare, up again).
     pub reversibility: bool,
+    /// How long one statement may run (`--statement-timeout`); the configuration's
+    /// `statement_timeout` when `None`.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Options {
+    pub fn statement_timeout(&self, config: &Config) -> Duration {
+        self.statement_timeout
+            .unwrap_or(config.migrations.statement_timeout)
+    }
 }
 
 impl Default for Options {
@@ -133,7 +143,18 @@ impl Default for Options {
             rows: 0,
             rows_seed: 1,
             reversibility: true,
+            statement_timeout: None,
         }
+    }
+}
+
+/// `300 s` as `5 min`.
+fn humantime(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds >= 60.0 && seconds % 60.0 == 0.0 {
+        format!("{} min", seconds / 60.0)
+    } else {
+        format!("{seconds} s")
     }
 }
 
@@ -252,9 +273,16 @@ async fn run(
             database.startup.as_secs_f64()
         ),
     );
-    let conn = Conn::connect_with_pragmas(backend, &database.url, &config.sqlite.migration_pragmas)
-        .await
-        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    let mut conn =
+        Conn::connect_with_pragmas(backend, &database.url, &config.sqlite.migration_pragmas)
+            .await
+            .map_err(|error| Failure::new(format!("{error:#}")))?;
+    let timeout = options.statement_timeout(config);
+    if backend == Backend::Postgres && !timeout.is_zero() {
+        conn.execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+            .await
+            .map_err(|error| Failure::new(format!("set the statement timeout: {error}")))?;
+    }
     report.phases.push(("provision", phase.elapsed()));
 
     let mut rehearsal = Rehearsal {
@@ -270,6 +298,7 @@ async fn run(
         seeded: None,
         step_failures: Vec::new(),
         checked_steps: Vec::new(),
+        dangling: Vec::new(),
         declared_seen: BTreeSet::new(),
         reversibility: reversibility::Pass::default(),
         seed_time: Duration::ZERO,
@@ -315,6 +344,16 @@ fn check_versions(config: &Config, set: &MigrationSet, options: Options) -> Resu
         ))
         .in_file(config_file.clone()));
     }
+    let newest = versions.iter().next_back().copied().unwrap_or(0);
+    if config.tenancy.isolated_from_version > newest {
+        return Err(Failure::new(format!(
+            "tenancy.isolated_from_version = {} in {config_file}, but the newest migration of {} is {newest}: the isolation rules would never run after a step",
+            config.tenancy.isolated_from_version,
+            crate::display_path(&set.dir)
+        ))
+        .fix("set it to the first version after which the isolation rules must hold (the migration that finishes tenancy), or remove it to check every step")
+        .in_file(config_file.clone()));
+    }
     if options.rows > 0 && config.fixtures.is_none() {
         return Err(Failure::new(format!(
             "--rows {} needs a version to generate the rows at, and {config_file} has no [fixtures]",
@@ -358,6 +397,8 @@ struct Rehearsal<'r, 'a> {
     step_failures: Vec<StepFailure>,
     /// The migrations the static rules ran after, in order.
     checked_steps: Vec<String>,
+    /// Foreign keys left pointing at a table that does not exist, after a step (SQLite).
+    dangling: Vec<Failure>,
     /// The `[[global_tables]]` and `[[tables]]` names that existed after some migration.
     declared_seen: BTreeSet<String>,
     reversibility: reversibility::Pass,
@@ -451,6 +492,7 @@ impl Rehearsal<'_, '_> {
                 }
             }
             self.note_tables(&file).await?;
+            self.dangling_foreign_keys(&file).await;
             self.check_step(migration.version, &file).await?;
             if self
                 .config
@@ -495,7 +537,9 @@ impl Rehearsal<'_, '_> {
         state
     }
 
-    /// Applies one migration, timed.
+    /// Applies one migration, timed, under the statement timeout (PostgreSQL's
+    /// `statement_timeout`; on SQLite an interrupt when it expires), saying every ten
+    /// seconds that it still runs.
     async fn apply(
         &mut self,
         migration: &sqlx::migrate::Migration,
@@ -503,11 +547,60 @@ impl Rehearsal<'_, '_> {
     ) -> Result<(), Failure> {
         let table = self.set.table().to_string();
         let started = Instant::now();
-        let duration = self
-            .conn()
-            .apply(&table, migration)
-            .await
-            .map_err(|error| errors::apply_failure(file, migration.sql.as_str(), error))?;
+        let timeout = self.options.statement_timeout(self.config);
+        let (progress, backend) = (self.options.progress, self.backend());
+        let interrupter = self.conn().sqlite_interrupter().await;
+        let expired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = match interrupter {
+            Some(interrupter) if !timeout.is_zero() => {
+                let expired = std::sync::Arc::clone(&expired);
+                Some(tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    expired.store(true, std::sync::atomic::Ordering::SeqCst);
+                    // SAFETY: the watchdog is aborted before the apply returns, and the
+                    // connection outlives the apply.
+                    unsafe { interrupter.interrupt() };
+                }))
+            }
+            _ => None,
+        };
+        let applied = {
+            let apply = self.conn().apply(&table, migration);
+            tokio::pin!(apply);
+            let mut heartbeat = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(10),
+                Duration::from_secs(10),
+            );
+            loop {
+                tokio::select! {
+                    result = &mut apply => break result,
+                    _ = heartbeat.tick() => progress.say(
+                        backend,
+                        &format!("{file} still running after {:.0} s", started.elapsed().as_secs_f64()),
+                    ),
+                }
+            }
+        };
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        let duration = applied.map_err(|error| {
+            let mut failure = errors::apply_failure(file, migration.sql.as_str(), error);
+            let timed_out = expired.load(std::sync::atomic::Ordering::SeqCst)
+                || failure.problem.contains("(57014)");
+            if timed_out && !timeout.is_zero() {
+                failure.problem = format!(
+                    "{file} ran longer than the statement timeout ({}) and was cancelled: {}",
+                    humantime(timeout),
+                    failure.problem
+                );
+                failure.fix = Some(format!(
+                    "make it faster (batches, NOT VALID then VALIDATE, CONCURRENTLY), or raise `statement_timeout` under [migrations] in {} or pass --statement-timeout",
+                    crate::display_path(&self.config.path)
+                ));
+            }
+            failure
+        })?;
         self.report.steps.push(Step {
             version: migration.version,
             file: file.to_string(),
@@ -515,6 +608,34 @@ impl Rehearsal<'_, '_> {
             duration,
         });
         Ok(())
+    }
+
+    /// SQLite keeps a foreign key whose parent table no longer exists (PostgreSQL drops it
+    /// with the table, or refuses): every insert into the child then fails until a later
+    /// migration brings the parent back, and the app can be deployed in between.
+    async fn dangling_foreign_keys(&mut self, file: &str) {
+        if self.backend() != Backend::Sqlite {
+            return;
+        }
+        let sql = "SELECT m.name || ' (' || p.\"from\" || ') → ' || p.\"table\" FROM sqlite_master m \
+                   JOIN pragma_foreign_key_list(m.name) p \
+                   WHERE m.type = 'table' AND lower(p.\"table\") NOT IN (SELECT lower(name) FROM sqlite_master WHERE type = 'table') \
+                   ORDER BY 1";
+        let Ok(dangling) = self.conn().texts(sql).await else {
+            return;
+        };
+        for reference in dangling {
+            let (child, parent) = reference.split_once(" → ").unwrap_or((&reference, ""));
+            let table = child.split(" (").next().unwrap_or(child).to_string();
+            self.dangling.push(
+                Failure::new(format!(
+                    "after {file}, the foreign key of `{child}` references `{parent}`, which does not exist: every insert into `{table}` fails until a migration creates `{parent}` again"
+                ))
+                .fix(format!("rebuild `{table}` (or create `{parent}`) in {file} itself, so that no deployed version has the dangling reference"))
+                .in_file(file.to_string())
+                .about(table),
+            );
+        }
     }
 
     /// Notes which migration created each new table, and which declared tables exist.
@@ -679,6 +800,13 @@ impl Rehearsal<'_, '_> {
         let between = self.between_steps(&final_checks);
         self.report.checks.extend(final_checks);
         self.report.checks.push(between);
+        if self.backend() == Backend::Sqlite {
+            self.report.checks.push(CheckOutcome {
+                name: "foreign-key-targets",
+                checked: self.report.steps.len(),
+                failures: std::mem::take(&mut self.dangling),
+            });
+        }
         self.report
             .phases
             .push(("seed+checks", phase.elapsed() + self.seed_time));

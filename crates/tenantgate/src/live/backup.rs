@@ -892,3 +892,54 @@ pub fn prune(dir: &Path, label: &str, keep: usize) -> anyhow::Result<Vec<PathBuf
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{is_backup_of, prune};
+
+    #[test]
+    fn a_backup_is_this_targets_only_when_its_name_is_the_label_and_a_timestamp() {
+        assert!(is_backup_of("qa_p-20261201T101010.123Z.dump", "qa_p"));
+        assert!(is_backup_of(
+            "shop.1a2b3c4d-20261201T101010.123Z.sqlite",
+            "shop.1a2b3c4d"
+        ));
+        // Another database whose name starts with this one's.
+        assert!(!is_backup_of("qa_p-2-20261201T101010.123Z.dump", "qa_p"));
+        assert!(!is_backup_of("qa_p_old-20261201T101010.123Z.dump", "qa_p"));
+        assert!(!is_backup_of(
+            "qa_p-20261201T101010.123Z.report.json",
+            "qa_p"
+        ));
+        assert!(!is_backup_of("qa_p-notes.dump", "qa_p"));
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_never_touches_another_targets_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "qa_p-20261201T100000.000Z.dump",
+            "qa_p-20261201T110000.000Z.dump",
+            "qa_p-20261201T120000.000Z.dump",
+            "qa_p-2-20261201T090000.000Z.dump",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        std::fs::write(dir.path().join("qa_p-20261201T100000.000Z.dump.sha256"), "").unwrap();
+        let removed = prune(dir.path(), "qa_p", 2).unwrap();
+        let removed: Vec<String> = removed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                "qa_p-20261201T100000.000Z.dump",
+                "qa_p-20261201T100000.000Z.dump.sha256"
+            ]
+        );
+        assert!(dir.path().join("qa_p-2-20261201T090000.000Z.dump").exists());
+        assert!(dir.path().join("qa_p-20261201T120000.000Z.dump").exists());
+    }
+}

@@ -79,7 +79,8 @@ impl Target {
             .application_name(APPLICATION_NAME)
             .disable_statement_logging();
         if let Some(schema) = &self.schema {
-            options = options.options([("search_path", schema.as_str())]);
+            // Quoted: the name as written, spaces and capitals included.
+            options = options.options([("search_path", crate::db::quote(schema))]);
         }
         Ok(options)
     }
@@ -175,5 +176,22 @@ pub fn redacted(url: &str) -> String {
             format!("{scheme}://{user}@{host}{path}")
         }
         None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn two_sqlite_files_of_one_name_in_two_folders_have_two_labels() {
+        let eu = Target::new("sqlite:/srv/eu/shop.db").unwrap().label();
+        let us = Target::new("sqlite:/srv/us/shop.db").unwrap().label();
+        assert_ne!(eu, us);
+        assert!(
+            eu.starts_with("shop.") && us.starts_with("shop."),
+            "{eu} {us}"
+        );
+        assert_eq!(eu, Target::new("sqlite:/srv/eu/shop.db").unwrap().label());
     }
 }
