@@ -85,17 +85,29 @@ impl<'a> Project<'a> {
 
 /// Resolves on Ctrl-C or SIGTERM: the commands that hold throwaway resources race their
 /// work against it and clean up before exiting with 130.
-pub async fn interrupted() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+///
+/// The handlers are installed when this is called, not when the future is first polled,
+/// so a signal that arrives while the work it races runs synchronously (reading and
+/// hashing a 32 MB migration) is still caught. Call it inside the runtime.
+pub fn interrupted() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = next_signal(interrupt.as_mut()) => {}
+            () = next_signal(terminate.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, for one that could not be listened for.
+async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

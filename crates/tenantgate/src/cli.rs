@@ -132,16 +132,37 @@ pub struct MigrateArgs {
     fail_fast: bool,
 }
 
-/// Resolves on SIGINT or SIGTERM; false if neither can be listened for.
-async fn stop_signal() -> bool {
-    let Ok(mut terminate) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        return tokio::signal::ctrl_c().await.is_ok();
-    };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.is_ok(),
-        received = terminate.recv() => received.is_some(),
+/// SIGINT and SIGTERM, listened for from the moment this is made (not from a task's first
+/// poll, which a signal arriving early would beat).
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM; false if neither can be listened for.
+    async fn next(&mut self) -> bool {
+        async fn one(signal: Option<&mut tokio::signal::unix::Signal>) -> bool {
+            match signal {
+                Some(signal) => signal.recv().await.is_some(),
+                None => std::future::pending().await,
+            }
+        }
+        if self.interrupt.is_none() && self.terminate.is_none() {
+            return false;
+        }
+        tokio::select! {
+            received = one(self.interrupt.as_mut()) => received,
+            received = one(self.terminate.as_mut()) => received,
+        }
     }
 }
 
@@ -401,9 +422,10 @@ impl MigrateArgs {
         let interrupted = Arc::clone(&options.interrupted);
         let applying = Arc::clone(&options.applying_backend);
         let url = target.url.clone();
+        let mut signals = StopSignals::listen();
         tokio::spawn(async move {
             let mut first = true;
-            while stop_signal().await {
+            while signals.next().await {
                 interrupted.store(true, Ordering::SeqCst);
                 if first {
                     eprintln!(

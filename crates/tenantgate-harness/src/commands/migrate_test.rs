@@ -117,6 +117,8 @@ impl MigrateTest {
         };
         provision::sweep_leftovers();
         let janitor = Janitor::new();
+        // Listening before the line below: the tests (and people) interrupt once they see it.
+        let interrupted = crate::interrupted();
         eprintln!(
             "migrate-test: rehearsing {} with {}",
             backends
@@ -128,7 +130,7 @@ impl MigrateTest {
         );
         let reports = tokio::select! {
             reports = rehearsal::rehearse_all(backends, app, pg, &janitor, options) => Some(reports),
-            () = crate::interrupted() => None,
+            () = interrupted => None,
         };
         let Some(reports) = reports else {
             // The rehearsal future is dropped here, closing its connections first.
