@@ -33,6 +33,7 @@ pub struct Config {
     pub migrations: Migrations,
     pub tenancy: Tenancy,
     pub global_tables: Vec<GlobalTable>,
+    pub functions: Vec<FunctionDeclaration>,
     pub tables: Vec<TableDeclaration>,
     pub parity_exemptions: Vec<ParityExemption>,
     pub acknowledgements: Vec<Acknowledgement>,
@@ -162,6 +163,35 @@ pub struct GlobalTable {
     pub reason: String,
 }
 
+/// A function the isolation rules accept although it runs with its owner's rights
+/// (SECURITY DEFINER) or without a fixed `search_path`, with the reason; the canary cases
+/// call it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDeclaration {
+    /// `schema.name` (any arguments) or a whole signature, `name(arg types)`.
+    pub name: String,
+    pub reason: String,
+}
+
+impl FunctionDeclaration {
+    /// Whether it names the function of `signature` (`name(args)`, schema-qualified
+    /// outside the current schema).
+    pub fn names(&self, signature: &str) -> bool {
+        let bare = |text: &str| {
+            text.strip_prefix("public.")
+                .unwrap_or(text)
+                .replace(' ', "")
+        };
+        let (wanted, signature) = (bare(&self.name), bare(signature));
+        if wanted.contains('(') {
+            wanted == signature
+        } else {
+            signature.split('(').next() == Some(wanted.as_str())
+        }
+    }
+}
+
 /// A table whose tenancy differs from the default: another tenant column, or none of its
 /// own because it belongs to a tenant-owned parent.
 #[derive(Clone, Debug, Deserialize)]
@@ -247,6 +277,8 @@ struct File {
     tenancy: TenancySection,
     #[serde(default)]
     global_tables: Vec<GlobalTable>,
+    #[serde(default)]
+    functions: Vec<FunctionDeclaration>,
     #[serde(default)]
     tables: Vec<TableDeclaration>,
     #[serde(default)]
@@ -439,6 +471,7 @@ impl Config {
                 isolation,
             },
             global_tables: file.global_tables,
+            functions: file.functions,
             tables: file.tables,
             parity_exemptions: file.parity_exemptions,
             acknowledgements: file.acknowledgements,
@@ -548,6 +581,14 @@ impl Config {
             }
         }
         let mut seen = BTreeSet::new();
+        for function in &self.functions {
+            if function.reason.trim().is_empty() {
+                problems.push(format!(
+                    "function `{}` under [[functions]] needs a one-line `reason`: why it may run as its owner or without a fixed search_path",
+                    function.name
+                ));
+            }
+        }
         for table in &self.global_tables {
             if table.reason.trim().is_empty() {
                 problems.push(format!(
@@ -709,6 +750,11 @@ impl Config {
 
     fn declaration(&self, table: &str) -> Option<&TableDeclaration> {
         self.tables.iter().find(|d| same_table(&d.name, table))
+    }
+
+    /// The `[[functions]]` entry of the function with `signature`.
+    pub fn declared_function(&self, signature: &str) -> Option<&FunctionDeclaration> {
+        self.functions.iter().find(|f| f.names(signature))
     }
 
     /// The tenants table and the declared global tables belong to no tenant.

@@ -334,6 +334,18 @@ async fn infer_starter(
     } else {
         render::Isolation::SqliteOnly
     };
+    for (signature, function) in &final_schema.objects.functions {
+        let name = signature.split('(').next().unwrap_or(signature).to_string();
+        let why = match (function.security_definer, function.search_path.is_some()) {
+            (true, true) => "runs with its owner's rights (SECURITY DEFINER)",
+            (true, false) => "runs with its owner's rights and has no fixed search_path",
+            (false, false) => "has no fixed search_path",
+            (false, true) => continue,
+        };
+        if !starter.functions.iter().any(|(n, _)| *n == name) {
+            starter.functions.push((name, why.to_string()));
+        }
+    }
     starter.tenancy = Some(tenancy);
     (starter.isolated_from, starter.rules_hold) =
         isolated_from(&starter, base, &mut applied[primary]).await;

@@ -43,6 +43,9 @@ pub struct Starter {
     /// Global tables a later migration dropped: (table, the file it exists until).
     pub dropped_globals: Vec<(String, String)>,
     pub sqlite_immutable: bool,
+    /// Functions the isolation rules would refuse undeclared (SECURITY DEFINER, or no
+    /// fixed search_path), with why.
+    pub functions: Vec<(String, String)>,
     /// What init found, for the person running it.
     pub notes: Vec<String>,
 }
@@ -64,6 +67,7 @@ impl Starter {
             isolation: Isolation::SqliteOnly,
             dropped_globals: Vec::new(),
             sqlite_immutable: false,
+            functions: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -96,6 +100,11 @@ impl Starter {
                 )),
                 Declared::Owned { .. } => {}
             }
+        }
+        for (name, why) in &self.functions {
+            todo.push(format!(
+                "[[functions]] `{name}` ({why}): say why it is safe, or fix it in a migration"
+            ));
         }
         for (name, file) in &self.dropped_globals {
             todo.push(format!(
@@ -293,6 +302,14 @@ impl Starter {
                 out,
                 "\n# `{name}` exists until {file} and has no `{}`.\n[[global_tables]]\nname = {}\nreason = {}",
                 tenancy.column,
+                q(name),
+                q(reason)
+            );
+        }
+        for (name, why) in &self.functions {
+            let _ = writeln!(
+                out,
+                "\n# `{name}` {why}.\n[[functions]]\nname = {}\nreason = {}",
                 q(name),
                 q(reason)
             );

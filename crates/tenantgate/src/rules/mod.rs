@@ -22,21 +22,30 @@ use crate::schema::{ForeignKey, Policy, Schema, Table};
 use crate::tenant_value::KeyType;
 
 /// The rule ids, in the order they are reported.
-pub const RULES: [&str; 9] = [
+pub const RULES: [&str; 12] = [
     "tenant-column",
     "tenant-index",
     "tenant-unique",
     "tenant-foreign-key",
     "global-tables",
+    "function-search-path",
     "rls-enabled",
     "rls-policy",
     "app-role",
     "app-role-grants",
+    "reachable-objects",
+    "security-definer",
 ];
 
 /// The rules that exist only where PostgreSQL isolates with row-level security.
-pub const ROW_LEVEL_SECURITY_RULES: [&str; 4] =
-    ["rls-enabled", "rls-policy", "app-role", "app-role-grants"];
+pub const ROW_LEVEL_SECURITY_RULES: [&str; 6] = [
+    "rls-enabled",
+    "rls-policy",
+    "app-role",
+    "app-role-grants",
+    "reachable-objects",
+    "security-definer",
+];
 
 /// What the rules read.
 pub struct RuleInput<'a> {
@@ -61,6 +70,7 @@ pub fn static_rules(input: &RuleInput<'_>) -> Vec<CheckOutcome> {
         rules.tenant_unique(),
         rules.tenant_foreign_key(),
         rules.global_tables(),
+        rules.function_search_path(),
     ];
     if let (Backend::Postgres, Some(rls), Some(role)) =
         (input.backend, input.config.row_level_security(), input.role)
@@ -69,6 +79,8 @@ pub fn static_rules(input: &RuleInput<'_>) -> Vec<CheckOutcome> {
         outcomes.push(rules.rls_policy(rls, role));
         outcomes.push(rules.app_role(rls, role));
         outcomes.push(rules.app_role_grants());
+        outcomes.push(rules.reachable_objects(rls, role));
+        outcomes.push(rules.security_definer(rls, role));
     }
     outcomes
 }
@@ -654,6 +666,153 @@ impl<'a> Rules<'_, 'a> {
                     ));
                 }
             }
+        }
+        outcome
+    }
+}
+
+impl Rules<'_, '_> {
+    /// Every function of the app's schemas sets its `search_path`: one that does not runs
+    /// with its caller's, and a caller who can create a function or table on it earlier
+    /// decides what it calls (for a SECURITY DEFINER one, with its owner's rights).
+    fn function_search_path(&self) -> CheckOutcome {
+        let mut outcome = CheckOutcome::new("function-search-path");
+        for (signature, function) in &self.schema().objects.functions {
+            outcome.checked += 1;
+            if function.search_path.is_some()
+                || self.config().declared_function(signature).is_some()
+            {
+                continue;
+            }
+            outcome.failures.push(
+                Failure::new(format!(
+                    "{} `{signature}` has no fixed search_path: it resolves names on its caller's, so whoever can create an object on that path decides what it runs{}",
+                    function.kind,
+                    if function.security_definer {
+                        ", with its owner's rights (SECURITY DEFINER)"
+                    } else {
+                        ""
+                    }
+                ))
+                .fix(format!(
+                    "ALTER FUNCTION {signature} SET search_path = pg_catalog, <its schema> (and qualify what it uses); or declare it under [[functions]] in {} with a reason",
+                    self.input.config_file
+                ))
+                .about(signature.clone()),
+            );
+        }
+        for declared in &self.config().functions {
+            if !self
+                .schema()
+                .objects
+                .functions
+                .keys()
+                .any(|s| declared.names(s))
+            {
+                outcome.failures.push(self.config_failure(
+                    format!("[[functions]] names `{}`, but no such function exists after the migrations", declared.name),
+                    format!("remove the entry from {} or correct its name", self.input.config_file),
+                ));
+            }
+        }
+        outcome
+    }
+
+    /// What the application role can read besides tables must not lift row-level
+    /// security: a view reads with its owner's rights unless it is `security_invoker`, a
+    /// materialized view is a copy no policy filters, and a foreign table has no policies.
+    /// Each is a leak unless it is declared global (it holds no tenant's data).
+    fn reachable_objects(&self, rls: &RowLevelSecurity, role: &RoleFacts) -> CheckOutcome {
+        let mut outcome = CheckOutcome::new("reachable-objects");
+        let name = &rls.app_role;
+        let readable = |object: &str| {
+            role.readable
+                .iter()
+                .any(|r| crate::config::same_table(r, object))
+        };
+        let config_file = self.input.config_file;
+        for (view_name, view) in &self.schema().objects.views {
+            if !readable(view_name) {
+                continue;
+            }
+            outcome.checked += 1;
+            if self.config().is_global(view_name) {
+                continue;
+            }
+            let (problem, fix) = if view.materialized {
+                (
+                    format!(
+                        "materialized view `{view_name}` can be read by `{name}`: it is a copy of the rows it selected, and no row-level security policy filters it"
+                    ),
+                    format!(
+                        "REVOKE SELECT ON {view_name} FROM {name} (and PUBLIC) and read it through a tenant-filtered function or view; if it holds no tenant's data, list it under [[global_tables]] in {config_file} with a reason"
+                    ),
+                )
+            } else if !view.security_invoker {
+                (
+                    format!(
+                        "view `{view_name}` can be read by `{name}` and runs with its owner's rights: the row-level security of the tables it reads does not apply to `{name}`"
+                    ),
+                    format!(
+                        "ALTER VIEW {view_name} SET (security_invoker = true); or, if it holds no tenant's data, list it under [[global_tables]] in {config_file} with a reason"
+                    ),
+                )
+            } else {
+                continue;
+            };
+            outcome
+                .failures
+                .push(Failure::new(problem).fix(fix).about(view_name.clone()));
+        }
+        for table in self.schema().objects.foreign_tables.keys() {
+            if !readable(table) {
+                continue;
+            }
+            outcome.checked += 1;
+            if !self.config().is_global(table) {
+                outcome.failures.push(
+                    Failure::new(format!("foreign table `{table}` can be read by `{name}`: row-level security does not apply to foreign tables"))
+                        .fix(format!("REVOKE SELECT ON {table} FROM {name}; or list it under [[global_tables]] in {config_file} with a reason"))
+                        .about(table.clone()),
+                );
+            }
+        }
+        outcome
+    }
+
+    /// A SECURITY DEFINER function the application role can execute runs with its owner's
+    /// rights, to which row-level security usually does not apply: it must be declared
+    /// (with why it returns only the caller's tenant), and the canary cases call it.
+    fn security_definer(&self, rls: &RowLevelSecurity, role: &RoleFacts) -> CheckOutcome {
+        let mut outcome = CheckOutcome::new("security-definer");
+        let name = &rls.app_role;
+        for (signature, function) in &self.schema().objects.functions {
+            if !function.security_definer {
+                continue;
+            }
+            let executable = role
+                .executable
+                .iter()
+                .any(|e| e.replace(' ', "") == signature.replace(' ', ""));
+            if !executable {
+                continue;
+            }
+            outcome.checked += 1;
+            if self.config().declared_function(signature).is_some() {
+                continue;
+            }
+            outcome.failures.push(
+                Failure::new(format!(
+                    "SECURITY DEFINER {} `{signature}` can be executed by `{name}` (its EXECUTE grants: {}): it runs with its owner's rights, so row-level security may not limit what it returns",
+                    function.kind,
+                    if function.execute.is_empty() { "none but through a role".to_string() } else { function.execute.join(", ") }
+                ))
+                .fix(format!(
+                    "make it SECURITY INVOKER, or REVOKE EXECUTE ON FUNCTION {signature} FROM PUBLIC, {name}; if it must run as its owner, filter by the current tenant inside it and declare it under [[functions]] in {} with a reason (the canary cases then call it)",
+                    self.input.config_file
+                ))
+                .about(signature.clone()),
+            );
         }
         outcome
     }

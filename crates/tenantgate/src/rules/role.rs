@@ -17,6 +17,11 @@ pub struct RoleFacts {
     pub member_of: Vec<String>,
     /// Those of them that are superusers or have BYPASSRLS.
     pub privileged_memberships: Vec<String>,
+    /// Relations it can SELECT from, through any grant (its own, a role's it is a member
+    /// of, PUBLIC's): tables, views, materialized views, foreign tables.
+    pub readable: Vec<String>,
+    /// Functions it can EXECUTE, by signature as the schema model names them.
+    pub executable: Vec<String>,
 }
 
 impl RoleFacts {
@@ -29,32 +34,57 @@ impl RoleFacts {
         let sql = format!(
             "SELECT r.rolsuper, r.rolbypassrls,
                     ARRAY(SELECT {TABLE_NAME_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE {} AND c.relkind IN ('r', 'p') AND pg_has_role(r.oid, c.relowner, 'MEMBER')
+                          WHERE {filter} AND c.relkind IN ('r', 'p') AND pg_has_role(r.oid, c.relowner, 'MEMBER')
                           ORDER BY 1),
                     ARRAY(SELECT m.rolname::text FROM pg_roles m
                           WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') ORDER BY 1),
                     ARRAY(SELECT m.rolname::text FROM pg_roles m
                           WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')
-                            AND (m.rolsuper OR m.rolbypassrls) ORDER BY 1)
+                            AND (m.rolsuper OR m.rolbypassrls) ORDER BY 1),
+                    ARRAY(SELECT {TABLE_NAME_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE {filter} AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                            AND has_table_privilege(r.oid, c.oid, 'SELECT') ORDER BY 1),
+                    ARRAY(SELECT CASE WHEN n.nspname = current_schema() THEN '' ELSE n.nspname || '.' END
+                                 || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+                          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                          WHERE {filter} AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+                            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+                          ORDER BY 1)
              FROM pg_roles r WHERE r.rolname = $1",
-            schema_filter(scope)
+            filter = schema_filter(scope)
         );
-        type Row = (bool, bool, Vec<String>, Vec<String>, Vec<String>);
+        type Row = (
+            bool,
+            bool,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+        );
         let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(role)
             .fetch_optional(conn)
             .await?;
         Ok(match row {
-            Some((superuser, bypass_rls, owned_tables, member_of, privileged_memberships)) => {
-                RoleFacts {
-                    exists: true,
-                    superuser,
-                    bypass_rls,
-                    owned_tables,
-                    member_of,
-                    privileged_memberships,
-                }
-            }
+            Some((
+                superuser,
+                bypass_rls,
+                owned_tables,
+                member_of,
+                privileged_memberships,
+                readable,
+                executable,
+            )) => RoleFacts {
+                exists: true,
+                superuser,
+                bypass_rls,
+                owned_tables,
+                member_of,
+                privileged_memberships,
+                readable,
+                executable,
+            },
             None => RoleFacts::default(),
         })
     }

@@ -102,6 +102,7 @@ fn schema() -> Schema {
             ("orders".to_string(), orders),
             ("lines".to_string(), lines),
         ]),
+        ..Schema::default()
     }
 }
 
@@ -361,6 +362,134 @@ fn a_global_table_with_the_tenant_column_fails() {
         found
             .iter()
             .any(|f| f.starts_with("global-tables:") && f.contains("has a `tenant_id` column")),
+        "{found:#?}"
+    );
+}
+
+fn function(security_definer: bool, search_path: Option<&str>) -> crate::schema::Function {
+    crate::schema::Function {
+        kind: "function".into(),
+        returns: "SETOF orders".into(),
+        language: "sql".into(),
+        volatility: "stable".into(),
+        security_definer,
+        search_path: search_path.map(str::to_string),
+        body: "0".into(),
+        execute: vec!["PUBLIC".into()],
+    }
+}
+
+fn view(materialized: bool, security_invoker: bool) -> crate::schema::View {
+    crate::schema::View {
+        materialized,
+        security_invoker,
+        definition: "SELECT * FROM orders".into(),
+        grants: vec![("app".into(), vec!["SELECT".into()])],
+    }
+}
+
+#[test]
+fn a_view_or_materialized_view_the_app_role_reads_must_not_lift_row_level_security() {
+    let mut schema = schema();
+    schema
+        .objects
+        .views
+        .insert("order_report".into(), view(false, false));
+    schema
+        .objects
+        .views
+        .insert("order_totals".into(), view(true, false));
+    schema
+        .objects
+        .views
+        .insert("my_orders".into(), view(false, true));
+    schema
+        .objects
+        .views
+        .insert("unreachable".into(), view(true, false));
+    let role = RoleFacts {
+        readable: vec![
+            "order_report".into(),
+            "order_totals".into(),
+            "my_orders".into(),
+        ],
+        ..role()
+    };
+    let found = failures(&config(""), &schema, &role);
+    let reach: Vec<&String> = found
+        .iter()
+        .filter(|f| f.starts_with("reachable-objects:"))
+        .collect();
+    assert_eq!(reach.len(), 2, "{reach:#?}");
+    assert!(
+        reach
+            .iter()
+            .any(|f| f.contains("view `order_report`") && f.contains("security_invoker = true"))
+    );
+    assert!(
+        reach
+            .iter()
+            .any(|f| f.contains("materialized view `order_totals`"))
+    );
+    // Declared global: it holds no tenant's data.
+    let declared = config(
+        "[[global_tables]]\nname = \"order_totals\"\nreason = \"sums over every tenant, by design\"\n",
+    );
+    let found = failures(&declared, &schema, &role);
+    assert!(
+        !found.iter().any(|f| f.contains("order_totals")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_security_definer_function_the_app_role_can_run_must_be_declared_and_every_function_fixes_its_search_path()
+ {
+    let mut schema = schema();
+    schema.objects.functions.insert(
+        "customer_search(text)".into(),
+        function(true, Some("public, pg_temp")),
+    );
+    schema
+        .objects
+        .functions
+        .insert("touch()".into(), function(false, None));
+    let role = RoleFacts {
+        executable: vec!["customer_search(text)".into(), "touch()".into()],
+        ..role()
+    };
+    let found = failures(&config(""), &schema, &role);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("security-definer:") && f.contains("`customer_search(text)`")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("function-search-path:") && f.contains("`touch()`")),
+        "{found:#?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|f| f.starts_with("function-search-path:") && f.contains("customer_search"))
+    );
+    let declared = config(
+        "[[functions]]\nname = \"customer_search\"\nreason = \"filters by the current tenant inside\"\n\n[[functions]]\nname = \"touch()\"\nreason = \"a trigger function that calls nothing\"\n\n[[functions]]\nname = \"gone\"\nreason = \"x\"\n",
+    );
+    let found = failures(&declared, &schema, &role);
+    assert!(
+        !found
+            .iter()
+            .any(|f| f.contains("customer_search(text)") || f.contains("`touch()`")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("[[functions]] names `gone`")),
         "{found:#?}"
     );
 }

@@ -13,6 +13,52 @@ use crate::db::{Conn, Scope};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schema {
     pub tables: BTreeMap<String, Table>,
+    /// PostgreSQL: everything else the app's roles can reach — views, materialized views,
+    /// functions, sequences, foreign tables — and the types and extensions the schema uses.
+    pub objects: Objects,
+}
+
+/// The objects of a PostgreSQL schema besides its tables, by name (`schema.name` outside
+/// the current schema, as tables are).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Objects {
+    pub views: BTreeMap<String, View>,
+    /// By signature: `name(argument types)`.
+    pub functions: BTreeMap<String, Function>,
+    /// Standalone sequences (not a column's identity or serial), with their grants.
+    pub sequences: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// Foreign tables, with their grants.
+    pub foreign_tables: BTreeMap<String, Vec<(String, Vec<String>)>>,
+    /// Enums and domains: their definition (`enum ('a', 'b')`, `domain over text CHECK …`).
+    pub types: BTreeMap<String, String>,
+    pub extensions: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    pub materialized: bool,
+    /// `security_invoker`: the view reads with its caller's rights and row-level security,
+    /// not its owner's.
+    pub security_invoker: bool,
+    pub definition: String,
+    pub grants: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    /// function, procedure, aggregate, window.
+    pub kind: String,
+    pub returns: String,
+    pub language: String,
+    /// immutable, stable, volatile.
+    pub volatility: String,
+    pub security_definer: bool,
+    /// Its fixed `search_path`, when it sets one.
+    pub search_path: Option<String>,
+    /// A digest of its body, so a changed body is a changed schema.
+    pub body: String,
+    /// Who may execute it besides its owner (`PUBLIC` unless revoked).
+    pub execute: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,8 +75,10 @@ pub struct Table {
     pub policies: Vec<Policy>,
     /// Privileges granted to roles other than the owner: (grantee, privileges).
     pub grants: Vec<(String, Vec<String>)>,
-    /// SQLite: triggers, by name, with their SQL.
+    /// Triggers, by name, with their SQL.
     pub triggers: Vec<(String, String)>,
+    /// PostgreSQL: the partitioned table this is a partition of.
+    pub partition_of: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +194,7 @@ impl Schema {
         for (name, table) in &self.tables {
             render_table(&mut out, name, table);
         }
+        render_objects(&mut out, &self.objects);
         out
     }
 }
@@ -185,8 +234,88 @@ fn list(columns: &[String]) -> String {
     format!("({})", columns.join(", "))
 }
 
+fn render_grants(out: &mut String, grants: &[(String, Vec<String>)]) {
+    for (grantee, privileges) in grants {
+        let _ = writeln!(out, "  grant {} to {grantee}", privileges.join(", "));
+    }
+}
+
+fn render_objects(out: &mut String, objects: &Objects) {
+    for (name, view) in &objects.views {
+        let kind = if view.materialized {
+            "materialized view"
+        } else {
+            "view"
+        };
+        let rights = if view.materialized {
+            ""
+        } else if view.security_invoker {
+            " (security invoker)"
+        } else {
+            " (security definer: reads with its owner's rights)"
+        };
+        let _ = writeln!(out, "{kind} {name}{rights}");
+        render_grants(out, &view.grants);
+        let _ = writeln!(
+            out,
+            "  as {}",
+            view.definition
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        out.push('\n');
+    }
+    for (signature, function) in &objects.functions {
+        let _ = writeln!(
+            out,
+            "{} {signature} returns {}",
+            function.kind, function.returns
+        );
+        let _ = writeln!(
+            out,
+            "  language {}, {}, security {}, {}",
+            function.language,
+            function.volatility,
+            if function.security_definer {
+                "definer"
+            } else {
+                "invoker"
+            },
+            match &function.search_path {
+                Some(path) => format!("search_path {path}"),
+                None => "search_path not set".to_string(),
+            }
+        );
+        let _ = writeln!(out, "  body md5 {}", function.body);
+        if !function.execute.is_empty() {
+            let _ = writeln!(out, "  execute granted to {}", function.execute.join(", "));
+        }
+        out.push('\n');
+    }
+    for (name, grants) in &objects.sequences {
+        let _ = writeln!(out, "sequence {name}");
+        render_grants(out, grants);
+        out.push('\n');
+    }
+    for (name, grants) in &objects.foreign_tables {
+        let _ = writeln!(out, "foreign table {name}");
+        render_grants(out, grants);
+        out.push('\n');
+    }
+    for (name, definition) in &objects.types {
+        let _ = writeln!(out, "type {name}: {definition}\n");
+    }
+    for extension in &objects.extensions {
+        let _ = writeln!(out, "extension {extension}\n");
+    }
+}
+
 fn render_table(out: &mut String, name: &str, table: &Table) {
     let _ = writeln!(out, "table {name}");
+    if let Some(parent) = &table.partition_of {
+        let _ = writeln!(out, "  partition of {parent}");
+    }
     let width = table
         .columns
         .iter()
@@ -274,9 +403,7 @@ fn render_table(out: &mut String, name: &str, table: &Table) {
             let _ = writeln!(out, "    with check {check}");
         }
     }
-    for (grantee, privileges) in &table.grants {
-        let _ = writeln!(out, "  grant {} to {grantee}", privileges.join(", "));
-    }
+    render_grants(out, &table.grants);
     for (name, sql) in &table.triggers {
         let _ = writeln!(
             out,

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 
 use sqlx::PgConnection;
 
-use super::{Check, Column, ForeignKey, Index, Key, Policy, Schema, Table};
+use super::{Check, Column, ForeignKey, Function, Index, Key, Policy, Schema, Table, View};
 use crate::db::Scope;
 
 const TABLES: &str = "
-SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
+SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
+       (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid AND c.relispartition)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND c.relname <> $2
 ORDER BY 1, c.relname";
@@ -65,15 +66,85 @@ FROM pg_policies WHERE schemaname = ANY($1)
 ORDER BY 1, tablename, policyname";
 
 const GRANTS: &str = "
-SELECT n.nspname::text, c.relname::text,
+SELECT n.nspname::text, c.relname::text, c.relkind::text,
        CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END,
        array_agg(a.privilege_type::text ORDER BY a.privilege_type)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL aclexplode(c.relacl) a
-WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND a.grantee <> c.relowner
-GROUP BY 1, 2, 3
+WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND a.grantee <> c.relowner
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4";
+
+/// Objects an extension created are the extension's, not the app's.
+const NOT_AN_EXTENSIONS: &str =
+    "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')";
+
+const VIEWS: &str = "
+SELECT n.nspname::text, c.relname::text, c.relkind = 'm',
+       coalesce((SELECT o.option_value = 'true' FROM pg_options_to_table(c.reloptions) o
+                 WHERE o.option_name = 'security_invoker'), false),
+       pg_get_viewdef(c.oid, true)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1) AND c.relkind IN ('v', 'm') AND {not_extension}
+ORDER BY 1, 2";
+
+const FUNCTIONS: &str = "
+SELECT n.nspname::text, p.proname::text, pg_get_function_identity_arguments(p.oid),
+       CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' ELSE 'function' END,
+       coalesce(pg_get_function_result(p.oid), ''), l.lanname::text,
+       CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' ELSE 'volatile' END,
+       p.prosecdef,
+       (SELECT substr(setting, length('search_path=') + 1) FROM unnest(p.proconfig) setting
+        WHERE setting LIKE 'search_path=%'),
+       md5(coalesce(p.prosrc, '')),
+       ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
+             FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+             WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner ORDER BY 1)
+FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_language l ON l.oid = p.prolang
+WHERE n.nspname = ANY($1) AND {not_extension}
 ORDER BY 1, 2, 3";
+
+const SEQUENCES: &str = "
+SELECT n.nspname::text, c.relname::text, c.relkind::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1) AND c.relkind IN ('S', 'f') AND {not_extension}
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))
+ORDER BY 1, 2";
+
+const TYPES: &str = "
+SELECT n.nspname::text, t.typname::text,
+       CASE t.typtype
+         WHEN 'e' THEN 'enum (' || (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+                                    FROM pg_enum e WHERE e.enumtypid = t.oid) || ')'
+         ELSE 'domain over ' || format_type(t.typbasetype, t.typtypmod)
+              || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END
+              || coalesce((SELECT ' ' || string_agg(pg_get_constraintdef(con.oid), ' ' ORDER BY con.conname)
+                           FROM pg_constraint con WHERE con.contypid = t.oid), '')
+       END
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = ANY($1) AND t.typtype IN ('e', 'd') AND {not_extension}
+ORDER BY 1, 2";
+
+const TRIGGERS: &str = "
+SELECT n.nspname::text, c.relname::text, t.tgname::text, pg_get_triggerdef(t.oid, true)
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1) AND NOT t.tgisinternal
+ORDER BY 1, 2, 3";
+
+const EXTENSIONS: &str = "
+SELECT n.nspname::text, e.extname::text
+FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE n.nspname = ANY($1) AND e.extname <> 'plpgsql'
+ORDER BY 1, 2";
+
+fn query(text: &str, oid: &str) -> String {
+    text.replace("{not_extension}", &NOT_AN_EXTENSIONS.replace("{oid}", oid))
+}
 
 /// schema, table, column, type, not null, default, identity, generated
 type ColumnRow = (
@@ -168,7 +239,33 @@ pub(super) async fn read(
             }
             merged.tables.insert(format!("{schema_name}.{name}"), table);
         }
+        let objects = schema.objects;
+        let qualify = |name: String| format!("{schema_name}.{name}");
+        merged
+            .objects
+            .views
+            .extend(objects.views.into_iter().map(|(n, v)| (qualify(n), v)));
+        merged
+            .objects
+            .functions
+            .extend(objects.functions.into_iter().map(|(n, f)| (qualify(n), f)));
+        merged
+            .objects
+            .sequences
+            .extend(objects.sequences.into_iter().map(|(n, g)| (qualify(n), g)));
+        merged.objects.foreign_tables.extend(
+            objects
+                .foreign_tables
+                .into_iter()
+                .map(|(n, g)| (qualify(n), g)),
+        );
+        merged
+            .objects
+            .types
+            .extend(objects.types.into_iter().map(|(n, d)| (qualify(n), d)));
+        merged.objects.extensions.extend(objects.extensions);
     }
+    merged.objects.extensions.sort();
     Ok(merged)
 }
 
@@ -198,16 +295,18 @@ async fn read_schemas(
         }
     };
     let mut read: BTreeMap<String, Schema> = BTreeMap::new();
-    let tables: Vec<(String, String, bool, bool)> = sqlx::query_as(TABLES)
+    let tables: Vec<(String, String, bool, bool, Option<String>)> = sqlx::query_as(TABLES)
         .bind(schemas)
         .bind(migrations_table)
         .fetch_all(&mut *conn)
         .await?;
-    for (schema, name, enabled, forced) in tables {
+    for (schema, name, enabled, forced, parent) in tables {
+        let partition_of = parent.map(|p| unqualified(&p, &schema));
         read.entry(schema).or_default().tables.insert(
             name,
             Table {
                 row_level_security: Some((enabled, forced)),
+                partition_of,
                 ..Table::default()
             },
         );
@@ -306,17 +405,147 @@ async fn read_schemas(
             with_check: with_check.map(|e| unqualified(&e, &schema)),
         });
     }
-    let grants: Vec<(String, String, String, Vec<String>)> = sqlx::query_as(GRANTS)
+    read_objects(conn, schemas, &mut read, &unqualified).await?;
+    let grants: Vec<(String, String, String, String, Vec<String>)> = sqlx::query_as(GRANTS)
         .bind(schemas)
         .fetch_all(&mut *conn)
         .await?;
-    for (schema, table, grantee, privileges) in grants {
-        let Some(table) = table_of(&mut read, &schema, &table) else {
+    for (schema, name, kind, grantee, privileges) in grants {
+        let Some(read) = read.get_mut(&schema) else {
             continue;
         };
-        table.grants.push((grantee, privileges));
+        let grants = match kind.as_str() {
+            "v" | "m" => read.objects.views.get_mut(&name).map(|v| &mut v.grants),
+            "S" => read.objects.sequences.get_mut(&name),
+            "f" => read.objects.foreign_tables.get_mut(&name),
+            _ => read.tables.get_mut(&name).map(|t| &mut t.grants),
+        };
+        if let Some(grants) = grants {
+            grants.push((grantee, privileges));
+        }
     }
     Ok(read)
+}
+
+/// Views, functions, sequences, foreign tables, types, triggers and extensions.
+async fn read_objects(
+    conn: &mut PgConnection,
+    schemas: &[String],
+    read: &mut BTreeMap<String, Schema>,
+    unqualified: &dyn Fn(&str, &str) -> String,
+) -> anyhow::Result<()> {
+    type ViewRow = (String, String, bool, bool, String);
+    let views: Vec<ViewRow> = sqlx::query_as(sqlx::AssertSqlSafe(query(VIEWS, "c.oid")))
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (schema, name, materialized, security_invoker, definition) in views {
+        let definition = unqualified(&definition, &schema);
+        read.entry(schema).or_default().objects.views.insert(
+            name,
+            View {
+                materialized,
+                security_invoker,
+                definition,
+                grants: Vec::new(),
+            },
+        );
+    }
+    type FunctionRow = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        bool,
+        Option<String>,
+        String,
+        Vec<String>,
+    );
+    let functions: Vec<FunctionRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query(FUNCTIONS, "p.oid")))
+            .bind(schemas)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (
+        schema,
+        name,
+        arguments,
+        kind,
+        returns,
+        language,
+        volatility,
+        security_definer,
+        search_path,
+        body,
+        execute,
+    ) in functions
+    {
+        let signature = format!("{name}({})", unqualified(&arguments, &schema));
+        let returns = unqualified(&returns, &schema);
+        read.entry(schema).or_default().objects.functions.insert(
+            signature,
+            Function {
+                kind,
+                returns,
+                language,
+                volatility,
+                security_definer,
+                search_path,
+                body,
+                execute,
+            },
+        );
+    }
+    let relations: Vec<(String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query(SEQUENCES, "c.oid")))
+            .bind(schemas)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (schema, name, kind) in relations {
+        let objects = &mut read.entry(schema).or_default().objects;
+        match kind.as_str() {
+            "S" => objects.sequences.insert(name, Vec::new()),
+            _ => objects.foreign_tables.insert(name, Vec::new()),
+        };
+    }
+    let types: Vec<(String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query(TYPES, "t.oid")))
+            .bind(schemas)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (schema, name, definition) in types {
+        let definition = unqualified(&definition, &schema);
+        read.entry(schema)
+            .or_default()
+            .objects
+            .types
+            .insert(name, definition);
+    }
+    let triggers: Vec<(String, String, String, String)> = sqlx::query_as(TRIGGERS)
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (schema, table, name, definition) in triggers {
+        let definition = unqualified(&definition, &schema);
+        if let Some(table) = table_of(read, &schema, &table) {
+            table.triggers.push((name, definition));
+        }
+    }
+    let extensions: Vec<(String, String)> = sqlx::query_as(EXTENSIONS)
+        .bind(schemas)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (schema, name) in extensions {
+        read.entry(schema)
+            .or_default()
+            .objects
+            .extensions
+            .push(name);
+    }
+    Ok(())
 }
 
 fn table_of<'a>(

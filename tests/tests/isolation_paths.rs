@@ -1,0 +1,189 @@
+//! Every path to tenant data the application role has besides a tenant table's policies:
+//! functions, views, materialized views, other schemas, partitions, role membership. Each
+//! leaking migration of the hostile trial fails `migrate-test` naming the object and the
+//! rule; the corrected or declared form passes the same rule; and `app verify` reports the
+//! same change made by hand on a live database.
+
+use tenantgate::Backend;
+use tenantgate::live::{Outcome, Source, Target};
+use tenantgate_harness::rehearsal::{BackendReport, Options};
+use tenantgate_tests::live::{options, prepare};
+use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse_with};
+
+/// The demo with one PostgreSQL migration 0008 added, rehearsed on PostgreSQL.
+async fn with_0008(up: &str, extra_config: &str) -> BackendReport {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .add_migration(Backend::Postgres, "0008", "scenario", up, "SELECT 1;\n")
+        .unwrap();
+    scratch
+        .exempt_from_parity("0008_scenario", Backend::Postgres)
+        .unwrap();
+    if !extra_config.is_empty() {
+        scratch.append_config(extra_config).unwrap();
+    }
+    let options = Options {
+        reversibility: false,
+        ..Options::default()
+    };
+    rehearse_with(&scratch.config().unwrap(), &[Backend::Postgres], options)
+        .await
+        .remove(0)
+}
+
+fn rule_failures(report: &BackendReport, rule: &str) -> Vec<String> {
+    failures(report)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("{rule}:")))
+        .collect()
+}
+
+const SECURITY_DEFINER_SEARCH: &str =
+    "CREATE FUNCTION customer_search(pattern text) RETURNS SETOF customers
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$ SELECT * FROM customers WHERE full_name LIKE pattern $$;
+GRANT EXECUTE ON FUNCTION customer_search(text) TO tenantgate_app;
+";
+
+#[tokio::test]
+async fn a_security_definer_function_granted_to_the_app_role_fails_until_it_is_an_invoker() {
+    let report = with_0008(SECURITY_DEFINER_SEARCH, "").await;
+    assert_fails_with(
+        &report,
+        "security-definer",
+        &["`customer_search(pattern text)`", "tenantgate_app"],
+    );
+    let invoker = SECURITY_DEFINER_SEARCH.replace("SECURITY DEFINER", "SECURITY INVOKER");
+    let report = with_0008(&invoker, "").await;
+    assert!(
+        rule_failures(&report, "security-definer").is_empty(),
+        "{:#?}",
+        failures(&report)
+    );
+}
+
+#[tokio::test]
+async fn a_materialized_view_granted_to_the_app_role_fails() {
+    let report = with_0008(
+        "CREATE MATERIALIZED VIEW customer_counts AS SELECT tenant_id, count(*) AS customers FROM customers GROUP BY tenant_id;
+GRANT SELECT ON customer_counts TO tenantgate_app;
+",
+        "",
+    )
+    .await;
+    assert_fails_with(
+        &report,
+        "reachable-objects",
+        &["materialized view `customer_counts`", "tenantgate_app"],
+    );
+}
+
+#[tokio::test]
+async fn a_view_created_by_dynamic_sql_is_judged_on_the_catalog() {
+    let definer = "DO $$ BEGIN
+    EXECUTE 'CREATE VIEW customer_emails AS SELECT tenant_id, email FROM customers';
+    EXECUTE 'GRANT SELECT ON customer_emails TO tenantgate_app';
+END $$;
+";
+    let report = with_0008(definer, "").await;
+    assert_fails_with(
+        &report,
+        "reachable-objects",
+        &["view `customer_emails`", "security_invoker = true"],
+    );
+    let invoker = definer.replace(
+        "CREATE VIEW customer_emails AS",
+        "CREATE VIEW customer_emails WITH (security_invoker = true) AS",
+    );
+    let report = with_0008(&invoker, "").await;
+    assert!(
+        rule_failures(&report, "reachable-objects").is_empty(),
+        "{:#?}",
+        failures(&report)
+    );
+}
+
+#[tokio::test]
+async fn a_copy_of_tenant_rows_in_another_schema_fails_naming_it() {
+    let report = with_0008(
+        "CREATE SCHEMA reporting;
+CREATE TABLE reporting.customer_export AS SELECT id, full_name FROM customers;
+GRANT USAGE ON SCHEMA reporting TO tenantgate_app;
+GRANT SELECT ON reporting.customer_export TO tenantgate_app;
+",
+        "",
+    )
+    .await;
+    assert_fails_with(&report, "tenant-column", &["`reporting.customer_export`"]);
+}
+
+#[tokio::test]
+async fn an_app_role_that_can_set_role_to_a_bypassrls_role_fails() {
+    let report = with_0008(
+        "DO $$ BEGIN CREATE ROLE support_admin NOLOGIN BYPASSRLS; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT support_admin TO tenantgate_app;
+",
+        "",
+    )
+    .await;
+    assert_fails_with(&report, "app-role", &["`support_admin`", "SET ROLE"]);
+}
+
+#[tokio::test]
+async fn a_partition_without_its_own_row_level_security_fails_and_a_function_needs_a_search_path() {
+    let report = with_0008(
+        "CREATE TABLE events (
+    tenant_id bigint NOT NULL REFERENCES tenants (id),
+    id bigint NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) PARTITION BY LIST (tenant_id);
+CREATE TABLE events_1 PARTITION OF events FOR VALUES IN (1);
+ALTER TABLE events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE events FORCE ROW LEVEL SECURITY;
+CREATE POLICY events_tenant_isolation ON events
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint)
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint);
+GRANT SELECT, INSERT, UPDATE, DELETE ON events, events_1 TO tenantgate_app;
+CREATE FUNCTION event_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM events $$;
+",
+        "",
+    )
+    .await;
+    assert_fails_with(&report, "rls-enabled", &["`events_1`"]);
+    assert_fails_with(&report, "function-search-path", &["`event_count()`"]);
+    assert!(
+        !rule_failures(&report, "rls-enabled")
+            .iter()
+            .any(|f| f.contains("`events`")),
+        "the partitioned table itself is isolated: {:#?}",
+        failures(&report)
+    );
+}
+
+/// `app verify` on a live database judges the catalog: a SECURITY DEFINER function and a
+/// materialized view made by hand are reported as drift and by the tenancy rules.
+#[tokio::test]
+async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let dir = tempfile::tempdir()?;
+        prepare(&database.url, 3, dir.path()).await?;
+        let source = Source::of(&app::TENANTGATE, Backend::Postgres)?;
+        let config = app::TENANTGATE.config()?;
+        let target = Target::new(&database.url)?;
+        let migrated =
+            tenantgate::live::migrate(&source, &config, &target, &options(dir.path()), &mut |_| {}).await;
+        assert_eq!(migrated.outcome, Outcome::Migrated, "{}", migrated.render());
+        let mut conn = target.connect(false).await?;
+        conn.execute(SECURITY_DEFINER_SEARCH).await?;
+        conn.execute("CREATE MATERIALIZED VIEW customer_counts AS SELECT tenant_id, count(*) FROM customers GROUP BY 1; GRANT SELECT ON customer_counts TO tenantgate_app")
+            .await?;
+        conn.close().await;
+        let verified = tenantgate::live::verify_database(&source, &config, &target).await;
+        let text = verified.render();
+        assert_ne!(verified.outcome, Outcome::UpToDate, "{text}");
+        assert!(text.contains("customer_search"), "{text}");
+        assert!(text.contains("customer_counts"), "{text}");
+        Ok(())
+    })
+    .await
+}
