@@ -66,7 +66,8 @@ async fn a_security_definer_function_granted_to_the_app_role_fails_until_it_is_a
 async fn a_materialized_view_granted_to_the_app_role_fails() {
     let report = with_0008(
         "CREATE MATERIALIZED VIEW customer_counts AS SELECT tenant_id, count(*) AS customers FROM customers GROUP BY tenant_id;
-GRANT SELECT ON customer_counts TO tenantgate_app;
+CREATE MATERIALIZED VIEW customer_directory AS SELECT tenant_id, full_name FROM customers;
+GRANT SELECT ON customer_counts, customer_directory TO tenantgate_app;
 ",
         "",
     )
@@ -75,6 +76,15 @@ GRANT SELECT ON customer_counts TO tenantgate_app;
         &report,
         "reachable-objects",
         &["materialized view `customer_counts`", "tenantgate_app"],
+    );
+    // The canaries, refreshed into the copy, come back to every tenant.
+    assert_fails_with(
+        &report,
+        "isolation-behaviour",
+        &[
+            "canary cases",
+            "materialized view public.customer_directory returned",
+        ],
     );
 }
 
@@ -90,6 +100,12 @@ END $$;
         &report,
         "reachable-objects",
         &["view `customer_emails`", "security_invoker = true"],
+    );
+    // The view reads with its owner's rights: the canaries see tenant rows come through.
+    assert_fails_with(
+        &report,
+        "isolation-behaviour",
+        &["canary cases", "view public.customer_emails returned"],
     );
     let invoker = definer.replace(
         "CREATE VIEW customer_emails AS",
@@ -186,4 +202,62 @@ async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow:
         Ok(())
     })
     .await
+}
+
+/// A SECURITY DEFINER function declared with a reason passes the static rule, so only
+/// what it returns can judge it: the canaries of the other tenants in its output fail the
+/// run naming it; the same function filtering by the current tenant passes.
+#[tokio::test]
+async fn a_declared_security_definer_function_that_leaks_is_caught_by_the_canaries() {
+    let declared = "\n[[functions]]\nname = \"customer_search\"\nreason = \"the search box; reads past row-level security for speed\"\n";
+    let report = with_0008(SECURITY_DEFINER_SEARCH, declared).await;
+    assert!(
+        rule_failures(&report, "security-definer").is_empty(),
+        "declared: {:#?}",
+        failures(&report)
+    );
+    assert_fails_with(
+        &report,
+        "isolation-behaviour",
+        &[
+            "canary cases",
+            "SECURITY DEFINER function public.customer_search(pattern text)",
+        ],
+    );
+    let filtered = SECURITY_DEFINER_SEARCH.replace(
+        "WHERE full_name LIKE pattern",
+        "WHERE full_name LIKE pattern AND tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint",
+    );
+    let report = with_0008(&filtered, declared).await;
+    let unexpected: Vec<String> = failures(&report)
+        .into_iter()
+        .filter(|f| !f.starts_with("schema-snapshot:"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("canary cases") && n.contains("called 1 function")),
+        "{:#?}",
+        report.notes
+    );
+}
+
+/// A `[[functions]]` entry naming no function of any step is stale, and says so.
+#[tokio::test]
+async fn a_declaration_of_a_function_no_migration_makes_is_named() {
+    let report = with_0008(
+        "SELECT 1;\n",
+        "\n[[functions]]\nname = \"gone\"\nreason = \"dropped long ago\"\n",
+    )
+    .await;
+    assert_fails_with(
+        &report,
+        "function-search-path",
+        &[
+            "[[functions]] names `gone`",
+            "no such function exists after any migration",
+        ],
+    );
 }

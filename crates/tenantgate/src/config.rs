@@ -183,13 +183,32 @@ impl FunctionDeclaration {
                 .unwrap_or(text)
                 .replace(' ', "")
         };
-        let (wanted, signature) = (bare(&self.name), bare(signature));
+        let wanted = bare(&self.name);
         if wanted.contains('(') {
-            wanted == signature
+            // `name(text)` names `name(pattern text)` too: the catalog prints argument names.
+            wanted == bare(signature) || wanted == bare(&without_argument_names(signature))
         } else {
-            signature.split('(').next() == Some(wanted.as_str())
+            bare(signature).split('(').next() == Some(wanted.as_str())
         }
     }
+}
+
+/// `f(pattern text, n integer)` as `f(text, integer)`: each argument of more than one word
+/// loses its first (a declaration of `f(character varying)` is compared both ways).
+fn without_argument_names(signature: &str) -> String {
+    let Some((name, arguments)) = signature.split_once('(') else {
+        return signature.to_string();
+    };
+    let arguments = arguments.trim_end_matches(')');
+    let types: Vec<&str> = arguments
+        .split(',')
+        .map(str::trim)
+        .map(|argument| match argument.split_once(' ') {
+            Some((_, rest)) => rest.trim(),
+            None => argument,
+        })
+        .collect();
+    format!("{name}({})", types.join(", "))
 }
 
 /// A table whose tenancy differs from the default: another tenant column, or none of its
@@ -802,6 +821,22 @@ pub fn same_table(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_function_declaration_names_a_signature_with_or_without_argument_names() {
+        let declared = |name: &str| FunctionDeclaration {
+            name: name.to_string(),
+            reason: "r".to_string(),
+        };
+        assert!(declared("customer_search").names("customer_search(pattern text)"));
+        assert!(declared("customer_search(text)").names("customer_search(pattern text)"));
+        assert!(declared("public.customer_search(text)").names("customer_search(text)"));
+        assert!(declared("f(character varying)").names("f(character varying)"));
+        assert!(declared("f(character varying)").names("f(name character varying)"));
+        assert!(!declared("customer_search(integer)").names("customer_search(pattern text)"));
+        assert!(!declared("customer").names("customer_search(pattern text)"));
+        assert!(!declared("customer_search").names("reporting.customer_search(text)"));
+    }
 
     fn parse(text: &str) -> anyhow::Result<Config> {
         let config = Config::parse(text, Path::new("t/tenantgate.toml"))?;

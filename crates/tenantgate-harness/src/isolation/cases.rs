@@ -38,6 +38,9 @@ pub struct BehaviourReport {
     pub tables: usize,
     /// How many assertions ran.
     pub cases: usize,
+    /// Relations and functions the canary cases read and called as each tenant.
+    pub relations_read: usize,
+    pub functions_called: usize,
     pub failures: Vec<Failure>,
     /// What did not run, and why; how the data was populated.
     pub notes: Vec<String>,
@@ -104,6 +107,19 @@ pub async fn run_behaviour(conn: &mut Conn, input: &BehaviourInput<'_>) -> Behav
             .map(|note| format!("isolation cases: {note}")),
     );
     report.tenants = populated.tenants.clone();
+    // The canaries go in before the truth is read: the other cases compare against it.
+    let planted = match (rls, &mut *conn) {
+        (Some(_), Conn::Postgres(_)) => {
+            match super::canary::plant(conn, &model, &populated.tenants).await {
+                Ok(planted) => Some(planted),
+                Err(failure) => {
+                    report.failures.push(failure);
+                    return report;
+                }
+            }
+        }
+        _ => None,
+    };
     let truth = match Truth::read(conn, &model, &populated.tenants).await {
         Ok(truth) => truth,
         Err(failure) => {
@@ -118,7 +134,12 @@ pub async fn run_behaviour(conn: &mut Conn, input: &BehaviourInput<'_>) -> Behav
         report: &mut report,
     };
     match (rls, &mut *conn) {
-        (Some(rls), Conn::Postgres(pg)) => cases.as_the_app_role(pg, rls).await,
+        (Some(rls), Conn::Postgres(pg)) => {
+            cases.as_the_app_role(pg, rls).await;
+            if let Some(planted) = &planted {
+                cases.canary_cases(pg, rls, planted).await;
+            }
+        }
         _ => {
             let why = match (backend, input.config.row_level_security()) {
                 (Backend::Sqlite, _) => "SQLite has no row-level security".to_string(),
@@ -130,6 +151,9 @@ pub async fn run_behaviour(conn: &mut Conn, input: &BehaviourInput<'_>) -> Behav
             };
             cases.report.notes.push(format!(
                 "isolation cases as the application role without a tenant filter: not applicable: {why}"
+            ));
+            cases.report.notes.push(format!(
+                "canary cases (every relation and function the application role can reach, read as each tenant): not applicable: {why}"
             ));
         }
     }
@@ -220,14 +244,14 @@ impl StatementResult {
 }
 
 /// The SQLSTATE of a refusal by privileges or row-level security.
-const RLS_REFUSED: &str = "42501";
+pub(super) const RLS_REFUSED: &str = "42501";
 /// A trigger's RAISE (PostgreSQL; SQLite's RAISE(ABORT) is SQLITE_CONSTRAINT_TRIGGER).
 const RAISED: [&str; 3] = ["P0001", "1811", "19"];
 /// A foreign key refused the row (PostgreSQL, SQLite's SQLITE_CONSTRAINT_FOREIGNKEY).
 const FOREIGN_KEY_REFUSED: [&str; 2] = ["23503", "787"];
 
 /// A database error's SQLSTATE (PostgreSQL) or extended code (SQLite), and its message.
-fn error_code(error: &sqlx::Error) -> (String, String) {
+pub(super) fn error_code(error: &sqlx::Error) -> (String, String) {
     match error {
         sqlx::Error::Database(db) => (
             db.code().map(|c| c.to_string()).unwrap_or_default(),
@@ -239,16 +263,16 @@ fn error_code(error: &sqlx::Error) -> (String, String) {
 
 /// A PostgreSQL connection that runs each statement as the application role acting as a
 /// tenant (or as none), in a transaction that is rolled back.
-struct AppRole<'a> {
-    conn: &'a mut PgConnection,
-    role: &'a str,
+pub(super) struct AppRole<'a> {
+    pub(super) conn: &'a mut PgConnection,
+    pub(super) role: &'a str,
     rls: &'a RowLevelSecurity,
     model: &'a Model<'a>,
 }
 
 /// How a case's session names its tenant.
 #[derive(Clone, Copy)]
-enum ActingAs<'t> {
+pub(super) enum ActingAs<'t> {
     Tenant(&'t TenantValue),
     NoTenant,
     /// The tenant setting set to ''.
@@ -318,9 +342,20 @@ impl AppRole<'_> {
 
     /// The first column of every row the statement (the batch's last) returns, as text.
     async fn texts(&mut self, acting: ActingAs<'_>, sql: &str) -> Result<Vec<String>, sqlx::Error> {
+        self.texts_after("", acting, sql).await
+    }
+
+    /// [`AppRole::texts`], after `prelude` ran as the administrator in the same
+    /// transaction.
+    pub(super) async fn texts_after(
+        &mut self,
+        prelude: &str,
+        acting: ActingAs<'_>,
+        sql: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
         use sqlx::Row;
         let wrapped = format!("SELECT 'tenantgate-rows-start';\n{sql}");
-        let (_, rows) = self.in_rolled_back_batch("", acting, &wrapped).await?;
+        let (_, rows) = self.in_rolled_back_batch(prelude, acting, &wrapped).await?;
         let mut texts = Vec::new();
         let mut started = false;
         for row in rows {
@@ -821,6 +856,60 @@ impl<'r> Cases<'r, '_> {
                     model.config_file()
                 )),
             );
+        }
+    }
+
+    /// PostgreSQL with row-level security: the canary cases ([`super::canary`]).
+    async fn canary_cases(
+        &mut self,
+        conn: &mut PgConnection,
+        rls: &RowLevelSecurity,
+        planted: &super::canary::Planted,
+    ) {
+        let model = self.model;
+        let mut app = AppRole {
+            conn,
+            role: rls.app_role.as_str(),
+            rls,
+            model,
+        };
+        let (reached, cases) =
+            super::canary::read_everything(&mut app, model, planted, &mut self.report.failures)
+                .await;
+        self.report.cases += cases;
+        self.report.relations_read = reached.relations;
+        self.report.functions_called = reached.functions;
+        let tenants: Vec<String> = planted
+            .canaries
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        let calls_per_tenant = reached.calls / planted.canaries.len().max(1);
+        self.report.notes.push(format!(
+            "canary cases: as `{}`, each of tenants {} read {} relation{} and called {} function{} ({calls_per_tenant} call{}) in every schema; canaries in {} of {} tenant-owned tables{}",
+            rls.app_role,
+            tenants.join(", "),
+            reached.relations,
+            if reached.relations == 1 { "" } else { "s" },
+            reached.functions,
+            if reached.functions == 1 { "" } else { "s" },
+            if calls_per_tenant == 1 { "" } else { "s" },
+            planted.tables,
+            model.tables.len(),
+            if planted.bare.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (no column to carry one: {})",
+                    planted.bare.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                )
+            }
+        ));
+        for unread in reached.unread {
+            self.report.notes.push(format!(
+                "canary cases: not checked, could not be read as `{}`: {unread}",
+                rls.app_role
+            ));
         }
     }
 

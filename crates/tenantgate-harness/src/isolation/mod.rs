@@ -3,6 +3,7 @@
 //! (any tenant column, id type and key shape). The static rules are the runtime's
 //! (`tenantgate::rules`), shared with `app verify`.
 
+mod canary;
 mod cases;
 mod model;
 mod populate;

@@ -300,6 +300,7 @@ async fn run(
         checked_steps: Vec::new(),
         dangling: Vec::new(),
         declared_seen: BTreeSet::new(),
+        functions_seen: BTreeSet::new(),
         reversibility: reversibility::Pass::default(),
         seed_time: Duration::ZERO,
         generate_time: Duration::ZERO,
@@ -401,6 +402,8 @@ struct Rehearsal<'r, 'a> {
     dangling: Vec<Failure>,
     /// The `[[global_tables]]` and `[[tables]]` names that existed after some migration.
     declared_seen: BTreeSet<String>,
+    /// `[[functions]]` entries that named a function after some checked migration.
+    functions_seen: BTreeSet<String>,
     reversibility: reversibility::Pass,
     seed_time: Duration,
     generate_time: Duration,
@@ -669,6 +672,7 @@ impl Rehearsal<'_, '_> {
             return Ok(());
         }
         let schema = self.schema(&format!("after {file}")).await?;
+        self.note_functions(&schema);
         self.checked_steps.push(file.to_string());
         let created_by = self.created_by.clone();
         let config = self.config;
@@ -774,6 +778,7 @@ impl Rehearsal<'_, '_> {
     async fn final_checks(&mut self) -> Result<Schema, Failure> {
         let phase = Instant::now();
         let schema = self.schema("after the last migration").await?;
+        self.note_functions(&schema);
         let after_seed: Vec<(String, String)> = match &self.seeded {
             Some(seeded) => self
                 .set
@@ -796,6 +801,7 @@ impl Rehearsal<'_, '_> {
         let (mut final_checks, notes) = checks::run_all(conn, &context).await;
         self.report.notes.extend(notes);
         self.undeclared_tables(&mut final_checks);
+        self.undeclared_functions(&mut final_checks);
         self.name_the_step(&mut final_checks);
         let between = self.between_steps(&final_checks);
         self.report.checks.extend(final_checks);
@@ -841,6 +847,43 @@ impl Rehearsal<'_, '_> {
             }
         }
         moved
+    }
+
+    /// Which `[[functions]]` entries name a function of `schema`.
+    fn note_functions(&mut self, schema: &Schema) {
+        for declared in &self.config.functions {
+            if schema.objects.functions.keys().any(|s| declared.names(s)) {
+                self.functions_seen.insert(declared.name.clone());
+            }
+        }
+    }
+
+    /// `[[functions]]` entries that name a function no checked migration made.
+    fn undeclared_functions(&self, final_checks: &mut [CheckOutcome]) {
+        let config_file = crate::display_path(&self.config.path);
+        let missing: Vec<Failure> = self
+            .config
+            .functions
+            .iter()
+            .filter(|f| !self.functions_seen.contains(&f.name))
+            .map(|f| {
+                Failure::new(format!(
+                    "[[functions]] names `{}`, but no such function exists after any migration",
+                    f.name
+                ))
+                .fix(format!(
+                    "remove the entry from {config_file} or correct its name (`name` or `name(argument types)`, schema-qualified outside public)"
+                ))
+                .in_file(config_file.clone())
+            })
+            .collect();
+        if let Some(outcome) = final_checks
+            .iter_mut()
+            .find(|c| c.name == "function-search-path")
+        {
+            outcome.checked += missing.len();
+            outcome.failures.extend(missing);
+        }
     }
 
     /// `[[global_tables]]` and `[[tables]]` entries that name a table no migration made.

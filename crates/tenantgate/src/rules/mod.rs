@@ -701,20 +701,6 @@ impl Rules<'_, '_> {
                 .about(signature.clone()),
             );
         }
-        for declared in &self.config().functions {
-            if !self
-                .schema()
-                .objects
-                .functions
-                .keys()
-                .any(|s| declared.names(s))
-            {
-                outcome.failures.push(self.config_failure(
-                    format!("[[functions]] names `{}`, but no such function exists after the migrations", declared.name),
-                    format!("remove the entry from {} or correct its name", self.input.config_file),
-                ));
-            }
-        }
         outcome
     }
 
