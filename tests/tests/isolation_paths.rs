@@ -261,3 +261,69 @@ async fn a_declaration_of_a_function_no_migration_makes_is_named() {
         ],
     );
 }
+
+const TENANT: &str = "NULLIF(current_setting('app.tenant_id', true), '')::bigint";
+
+/// Each policy pitfall of the hostile trial, as a scratch migration on `customers`: the
+/// static `rls-policy` rule fails naming the policy, on the semantics of the policies
+/// together (an OR branch, a second permissive policy, a fallback tenant, none at all).
+#[tokio::test]
+async fn every_policy_that_loses_the_tenant_condition_fails_naming_it() {
+    let replace = |using: &str| {
+        format!(
+            "DROP POLICY customers_tenant_isolation ON customers;
+CREATE POLICY customers_tenant_isolation ON customers USING ({using}) WITH CHECK (tenant_id = {TENANT});
+"
+        )
+    };
+    let scenarios = [
+        (
+            "an OR branch on another setting",
+            replace(&format!(
+                "tenant_id = {TENANT} OR current_setting('app.support_mode', true) = 'on'"
+            )),
+            "customers_tenant_isolation",
+        ),
+        (
+            "an OR branch on a column",
+            replace(&format!("tenant_id = {TENANT} OR email IS NOT NULL")),
+            "customers_tenant_isolation",
+        ),
+        (
+            "a fallback tenant when the setting is unset",
+            replace("tenant_id = coalesce(current_setting('app.tenant_id', true), '1')::bigint"),
+            "customers_tenant_isolation",
+        ),
+        (
+            "a second permissive policy USING (true)",
+            "CREATE POLICY customers_support ON customers FOR SELECT USING (true);\n".to_string(),
+            "customers_support",
+        ),
+        (
+            "a second permissive policy without the tenant",
+            "CREATE POLICY customers_marketing ON customers FOR SELECT USING (phone IS NOT NULL);\n"
+                .to_string(),
+            "customers_marketing",
+        ),
+    ];
+    for (label, up, policy) in scenarios {
+        let report = with_0008(&up, "").await;
+        let found = rule_failures(&report, "rls-policy");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.contains(&format!("`{policy}`")) && f.contains("`customers`")),
+            "{label}: expected an rls-policy failure naming `{policy}`, got {:#?}",
+            failures(&report)
+        );
+    }
+    // Row-level security enabled and no policy left: every row denied, reported.
+    let report = with_0008("DROP POLICY customers_tenant_isolation ON customers;\n", "").await;
+    assert!(
+        failures(&report)
+            .iter()
+            .any(|f| f.contains("`customers`") && f.contains("no policy")),
+        "{:#?}",
+        failures(&report)
+    );
+}

@@ -477,3 +477,85 @@ fn the_repository_migrations_have_no_unacknowledged_findings_in_new_work() {
         assert!(all.iter().all(|f| f.status != Status::Error), "{backend}");
     }
 }
+
+#[test]
+fn a_partition_or_a_child_table_carries_its_parents_tenant_column() {
+    let parent = "CREATE TABLE events (tenant_id BIGINT NOT NULL REFERENCES tenants (id), id BIGINT NOT NULL, PRIMARY KEY (tenant_id, id)) PARTITION BY LIST (tenant_id);\n";
+    for child in [
+        "CREATE TABLE events_1 PARTITION OF events FOR VALUES IN (1);",
+        "CREATE TABLE archived_events (archived_at TIMESTAMPTZ) INHERITS (events);",
+    ] {
+        let fired = errors(Backend::Postgres, &format!("{parent}{child}"));
+        assert!(
+            !fired.contains("tenant-table-without-tenant-column"),
+            "{child}: {fired:?}"
+        );
+    }
+    // The parent itself is still judged.
+    assert!(
+        errors(
+            Backend::Postgres,
+            "CREATE TABLE events (id BIGINT NOT NULL) PARTITION BY RANGE (id);"
+        )
+        .contains("tenant-table-without-tenant-column")
+    );
+}
+
+#[test]
+fn a_function_without_a_fixed_search_path() {
+    check(
+        Backend::Postgres,
+        "function-without-search-path",
+        "CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM orders $$;",
+        "CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE SET search_path = pg_catalog, public AS $$ SELECT count(*) FROM orders $$;",
+    );
+    check(
+        Backend::Postgres,
+        "function-without-search-path",
+        "CREATE PROCEDURE close_orders() LANGUAGE sql AS $$ UPDATE orders SET status = 'closed' $$;",
+        "CREATE PROCEDURE close_orders() LANGUAGE sql SET search_path = pg_catalog, public AS $$ UPDATE orders SET status = 'closed' $$;",
+    );
+}
+
+#[test]
+fn a_materialized_view_over_tenant_owned_tables() {
+    check(
+        Backend::Postgres,
+        "materialized-view-over-tenant-tables",
+        "CREATE MATERIALIZED VIEW order_totals AS SELECT tenant_id, sum(total_cents) FROM orders GROUP BY tenant_id;",
+        "CREATE MATERIALIZED VIEW currency_names AS SELECT code, name FROM currencies;",
+    );
+}
+
+#[test]
+fn a_do_block_that_creates_objects_is_reported_not_failed() {
+    let findings = lint(
+        Backend::Postgres,
+        "DO $$ BEGIN EXECUTE 'CREATE VIEW order_numbers AS SELECT number FROM orders'; END $$;\n",
+        "SELECT 1;\n",
+    );
+    let notice = findings
+        .iter()
+        .find(|f| f.rule == "not-statically-checkable")
+        .expect("reported");
+    assert_eq!(notice.status, Status::Notice);
+    assert!(
+        notice.message.contains("the catalog rules will judge"),
+        "{}",
+        notice.message
+    );
+    assert!(
+        findings.iter().all(|f| f.status != Status::Error),
+        "{findings:#?}"
+    );
+    // A DO block that only raises or checks is nothing to report.
+    assert!(
+        lint(
+            Backend::Postgres,
+            "DO $$ BEGIN IF (SELECT count(*) FROM orders) < 0 THEN RAISE 'impossible'; END IF; END $$;\n",
+            "SELECT 1;\n",
+        )
+        .iter()
+        .all(|f| f.rule != "not-statically-checkable")
+    );
+}

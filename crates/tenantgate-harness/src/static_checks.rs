@@ -57,7 +57,7 @@ pub fn run(config: &Config, backend: Backend) -> FileChecks {
         .collect();
     let findings = lint::lint_folder(config, backend, &ours, &Selection::Only(&new_work));
     for finding in &findings {
-        if let Status::Acknowledged(_) = finding.status {
+        if matches!(finding.status, Status::Acknowledged(_) | Status::Notice) {
             notes.push(format!(
                 "lint: {}",
                 finding.render().replace('\n', "\n    ")

@@ -131,6 +131,7 @@ impl Lint {
                                 Status::Error => "error",
                                 Status::Acknowledged(_) => "acknowledged",
                                 Status::Locked => "locked",
+                                Status::Notice => "notice",
                             },
                             "reason": match &f.status {
                                 Status::Acknowledged(reason) => Some(reason.as_str()),

@@ -78,6 +78,21 @@ pub const RULES: &[RuleInfo] = &[
         summary: "a view over tenant-owned tables without security_invoker (it reads as its owner, past RLS)",
     },
     RuleInfo {
+        id: "function-without-search-path",
+        backends: POSTGRES,
+        summary: "a function or procedure without a fixed search_path (a caller's objects can shadow what it calls)",
+    },
+    RuleInfo {
+        id: "materialized-view-over-tenant-tables",
+        backends: POSTGRES,
+        summary: "a materialized view over tenant-owned tables: a copy no row-level security filters",
+    },
+    RuleInfo {
+        id: "not-statically-checkable",
+        backends: POSTGRES,
+        summary: "a DO block that runs dynamic SQL or creates objects: reported for information, the catalog rules judge what it leaves",
+    },
+    RuleInfo {
         id: "missing-down-migration",
         backends: BOTH,
         summary: "the down migration is missing or empty (mark a deliberate one `tenantgate:irreversible`)",
@@ -99,6 +114,9 @@ pub const RULES: &[RuleInfo] = &[
     },
 ];
 
+/// Rules that inform and never fail.
+const NOTICE_RULES: [&str; 1] = ["not-statically-checkable"];
+
 /// Findings about the acknowledgments themselves.
 const ALLOW_RULES: [&str; 4] = [
     "unused-allow",
@@ -119,6 +137,9 @@ pub enum Status {
     Acknowledged(String),
     /// In a locked migration: history, reported for information.
     Locked,
+    /// Something the linter cannot judge from the text (dynamic SQL): said, never failed;
+    /// the catalog rules judge what it leaves.
+    Notice,
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +162,7 @@ impl Finding {
             Status::Error => String::new(),
             Status::Acknowledged(reason) => format!(" (acknowledged: {reason})"),
             Status::Locked => " (locked migration, for information)".to_string(),
+            Status::Notice => " (for information)".to_string(),
         };
         format!(
             "{}:{}: {}: {}{status}\nfix: {}",
@@ -243,7 +265,11 @@ pub fn lint_migration(
             .find(|(start, end)| (*start..=*end).contains(&line))
             .copied()
             .unwrap_or((line, line));
-        let mut status = Status::Error;
+        let mut status = if NOTICE_RULES.contains(&raw.rule.as_str()) {
+            Status::Notice
+        } else {
+            Status::Error
+        };
         if raw.rule == "missing-down-migration" {
             let acknowledged = config
                 .acknowledged(
@@ -542,6 +568,7 @@ pub fn render(findings: &[Finding]) -> String {
             Status::Error => "error",
             Status::Acknowledged(_) => "acknowledged",
             Status::Locked => "locked",
+            Status::Notice => "notice",
         };
         let _ = writeln!(
             out,
@@ -559,7 +586,7 @@ pub fn github_annotations(findings: &[Finding]) -> String {
     for finding in findings {
         let level = match finding.status {
             Status::Error => "error",
-            Status::Acknowledged(_) => "notice",
+            Status::Acknowledged(_) | Status::Notice => "notice",
             Status::Locked => continue,
         };
         let _ = writeln!(

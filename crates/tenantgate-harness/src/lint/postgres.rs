@@ -238,7 +238,9 @@ fn tenant_rules(
                         _ => {}
                     }
                 }
-                if !has_column && needs_column {
+                // A partition or a child table carries its parent's columns.
+                let from_parent = create.partition_of().is_some() || create.inherits().is_some();
+                if !has_column && needs_column && !from_parent {
                     raws.push(raw(
                         "tenant-table-without-tenant-column",
                         create.syntax(),
@@ -395,18 +397,74 @@ fn tenant_rules(
                         "a SECURITY DEFINER function without a fixed search_path runs with its owner's rights and resolves names through the caller's search_path: a caller can shadow a table or function and act as the owner".to_string(),
                         "add `SET search_path = pg_catalog, pg_temp` (and schema-qualify the app's tables), or use SECURITY INVOKER".to_string(),
                     ));
+                } else if !fixed_path && !declared_routine(context, function.syntax()) {
+                    raws.push(without_search_path(
+                        function.syntax(),
+                        "function",
+                        &config_file,
+                    ));
+                }
+            }
+            ast::Stmt::CreateProcedure(procedure) => {
+                let fixed_path = words(procedure.syntax())
+                    .windows(2)
+                    .any(|w| w[0] == "set" && w[1] == "search_path");
+                if !fixed_path && !declared_routine(context, procedure.syntax()) {
+                    raws.push(without_search_path(
+                        procedure.syntax(),
+                        "procedure",
+                        &config_file,
+                    ));
+                }
+            }
+            ast::Stmt::CreateMaterializedView(view) => {
+                let reads = tenant_tables_read(
+                    view.query().map(|q| words(q.syntax())).unwrap_or_default(),
+                    known,
+                    context,
+                );
+                if !reads.is_empty() {
+                    raws.push(raw(
+                        "materialized-view-over-tenant-tables",
+                        view.syntax(),
+                        format!(
+                            "this materialized view copies tenant-owned {}: a materialized view has no row-level security, so whoever can read it reads every tenant's rows",
+                            reads.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                        format!(
+                            "grant it to no role the app runs as and serve it through a tenant-filtered function or a security_invoker view; if it holds no tenant's data, list it under [[global_tables]] in {config_file} with a reason"
+                        ),
+                    ));
+                }
+            }
+            ast::Stmt::Do(block) => {
+                let body = block
+                    .body()
+                    .map(|b| b.syntax().text().to_string().to_lowercase())
+                    .unwrap_or_default();
+                let dynamic = ["execute", "create ", "alter ", "grant ", "drop "]
+                    .iter()
+                    .filter(|w| body.contains(*w))
+                    .map(|w| w.trim())
+                    .collect::<Vec<_>>();
+                if !dynamic.is_empty() {
+                    raws.push(raw(
+                        "not-statically-checkable",
+                        block.syntax(),
+                        format!(
+                            "this DO block runs SQL the linter cannot read ({}): not statically checkable; the catalog rules will judge what it leaves after the migration",
+                            dynamic.join(", ")
+                        ),
+                        "prefer plain statements where you can, so the linter reads them too".to_string(),
+                    ));
                 }
             }
             ast::Stmt::CreateView(view) => {
-                let reads: Vec<String> = view
-                    .query()
-                    .map(|q| words(q.syntax()))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|w| known.contains(w) && context.tenant_owned(w))
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
+                let reads = tenant_tables_read(
+                    view.query().map(|q| words(q.syntax())).unwrap_or_default(),
+                    known,
+                    context,
+                );
                 let params = view
                     .with_params()
                     .map(|p| words(p.syntax()))
@@ -436,4 +494,53 @@ fn tenant_rules(
             _ => {}
         }
     }
+}
+
+/// The tenant-owned tables among a query's words.
+fn tenant_tables_read(
+    words: Vec<String>,
+    known: &BTreeSet<String>,
+    context: &Context,
+) -> Vec<String> {
+    words
+        .into_iter()
+        .filter(|w| known.contains(w) && context.tenant_owned(w))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn without_search_path(node: &SyntaxNode, kind: &str, config_file: &str) -> Raw {
+    raw(
+        "function-without-search-path",
+        node,
+        format!(
+            "this {kind} has no fixed search_path: it resolves the names it uses through its caller's, so whoever can create an object earlier on that path decides what it runs"
+        ),
+        format!(
+            "add `SET search_path = pg_catalog, public` (or the schemas it uses, pg_temp last); a {kind} that must follow the caller's path can be declared under [[functions]] in {config_file} with a reason"
+        ),
+    )
+}
+
+/// Whether a `CREATE FUNCTION` / `CREATE PROCEDURE` makes a routine declared under
+/// `[[functions]]` (by name: the linter does not resolve argument types).
+fn declared_routine(context: &Context, node: &SyntaxNode) -> bool {
+    let words = words(node);
+    let Some(start) = words
+        .iter()
+        .position(|w| w == "function" || w == "procedure")
+    else {
+        return false;
+    };
+    let name: String = words[start + 1..]
+        .iter()
+        .take_while(|w| *w != "(")
+        .map(String::as_str)
+        .collect();
+    context.config.functions.iter().any(|declared| {
+        let wanted = declared.name.split('(').next().unwrap_or_default();
+        let bare = |n: &str| n.strip_prefix("public.").unwrap_or(n).to_string();
+        bare(wanted) == bare(&name)
+    })
 }
