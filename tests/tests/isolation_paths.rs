@@ -77,6 +77,13 @@ GRANT SELECT ON customer_counts, customer_directory TO tenantgate_app;
         "reachable-objects",
         &["materialized view `customer_counts`", "tenantgate_app"],
     );
+    assert!(
+        !rule_failures(&report, "reachable-objects")
+            .iter()
+            .any(|f| f.contains("`customer_directory`") && !f.contains("materialized")),
+        "{:#?}",
+        failures(&report)
+    );
     // The canaries, refreshed into the copy, come back to every tenant.
     assert_fails_with(
         &report,
@@ -131,6 +138,33 @@ GRANT SELECT ON reporting.customer_export TO tenantgate_app;
     )
     .await;
     assert_fails_with(&report, "tenant-column", &["`reporting.customer_export`"]);
+    // The corrected form: the copy carries the tenant and is isolated like its source.
+    let report = with_0008(
+        &format!(
+            "CREATE SCHEMA reporting;
+CREATE TABLE reporting.customer_export (
+    tenant_id bigint NOT NULL REFERENCES tenants (id),
+    id bigint NOT NULL,
+    full_name text NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+INSERT INTO reporting.customer_export SELECT tenant_id, id, full_name FROM customers;
+ALTER TABLE reporting.customer_export ENABLE ROW LEVEL SECURITY;
+ALTER TABLE reporting.customer_export FORCE ROW LEVEL SECURITY;
+CREATE POLICY customer_export_tenant_isolation ON reporting.customer_export
+    USING (tenant_id = {TENANT}) WITH CHECK (tenant_id = {TENANT});
+GRANT USAGE ON SCHEMA reporting TO tenantgate_app;
+GRANT SELECT ON reporting.customer_export TO tenantgate_app;
+"
+        ),
+        "",
+    )
+    .await;
+    let unexpected: Vec<String> = failures(&report)
+        .into_iter()
+        .filter(|f| !f.starts_with("schema-snapshot:"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
 }
 
 #[tokio::test]
@@ -176,8 +210,9 @@ CREATE FUNCTION event_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT co
     );
 }
 
-/// `app verify` on a live database judges the catalog: a SECURITY DEFINER function and a
-/// materialized view made by hand are reported as drift and by the tenancy rules.
+/// `app verify` on a live database judges the catalog: each leak of the hostile trial,
+/// made by hand after the migrations, is reported as drift and by the tenancy rules,
+/// naming the object.
 #[tokio::test]
 async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow::Result<()> {
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
@@ -193,12 +228,40 @@ async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow:
         conn.execute(SECURITY_DEFINER_SEARCH).await?;
         conn.execute("CREATE MATERIALIZED VIEW customer_counts AS SELECT tenant_id, count(*) FROM customers GROUP BY 1; GRANT SELECT ON customer_counts TO tenantgate_app")
             .await?;
+        conn.execute("DO $$ BEGIN EXECUTE 'CREATE VIEW customer_emails AS SELECT tenant_id, email FROM customers'; EXECUTE 'GRANT SELECT ON customer_emails TO tenantgate_app'; END $$")
+            .await?;
+        conn.execute("CREATE SCHEMA reporting; CREATE TABLE reporting.customer_export AS SELECT id, full_name FROM customers; GRANT USAGE ON SCHEMA reporting TO tenantgate_app; GRANT SELECT ON reporting.customer_export TO tenantgate_app")
+            .await?;
+        conn.execute("CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM orders $$")
+            .await?;
+        conn.execute(&format!(
+            "DROP POLICY products_tenant_isolation ON products; CREATE POLICY products_tenant_isolation ON products USING (tenant_id = {TENANT} OR current_setting('app.support_mode', true) = 'on') WITH CHECK (tenant_id = {TENANT})"
+        ))
+        .await?;
         conn.close().await;
         let verified = tenantgate::live::verify_database(&source, &config, &target).await;
         let text = verified.render();
         assert_ne!(verified.outcome, Outcome::UpToDate, "{text}");
+        for (object, rule) in [
+            ("customer_search", "security-definer"),
+            ("customer_counts", "reachable-objects"),
+            ("customer_emails", "reachable-objects"),
+            ("reporting.customer_export", "tenant-column"),
+            ("order_count()", "function-search-path"),
+            ("products_tenant_isolation", "rls-policy"),
+        ] {
+            assert!(
+                text.lines().any(|line| line.contains(rule) && line.contains(object)),
+                "`{object}` should be reported by `{rule}`:\n{text}"
+            );
+        }
+        // A schema the configuration names as other software's is left out.
+        let mut config = config.clone();
+        config.tenancy.other_software_schemas = vec!["reporting".to_string()];
+        let verified = tenantgate::live::verify_database(&source, &config, &target).await;
+        let text = verified.render();
+        assert!(!text.contains("reporting.customer_export"), "{text}");
         assert!(text.contains("customer_search"), "{text}");
-        assert!(text.contains("customer_counts"), "{text}");
         Ok(())
     })
     .await

@@ -109,6 +109,10 @@ pub struct Tenancy {
     /// migration. 0: from the first migration.
     pub isolated_from_version: i64,
     pub isolation: Isolation,
+    /// Schemas of other software in the live database that the application role may use
+    /// (a platform's `auth`, `storage`): `app verify` and `app migrate` leave them out of
+    /// the schema they read. Every other schema the role can use is read and judged.
+    pub other_software_schemas: Vec<String>,
 }
 
 /// How the database isolates tenants.
@@ -348,6 +352,8 @@ struct TenancySection {
     #[serde(default)]
     tenant_predicates: Vec<String>,
     act_as: Option<String>,
+    #[serde(default)]
+    other_software_schemas: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -487,6 +493,7 @@ impl Config {
                     TenantKeyText::Text(id) => TenantValue::new(id),
                 }),
                 isolated_from_version: tenancy.isolated_from_version,
+                other_software_schemas: tenancy.other_software_schemas.clone(),
                 isolation,
             },
             global_tables: file.global_tables,

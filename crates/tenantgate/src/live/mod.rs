@@ -258,6 +258,7 @@ pub async fn migrate(
             return report;
         }
     };
+    let scope = target.live_scope(&mut conn, source, config).await;
     let mut run = Run {
         source,
         config,
@@ -267,7 +268,7 @@ pub async fn migrate(
         conn: &mut conn,
         report: &mut report,
         progress,
-        scope: target.scope(source, config),
+        scope,
         marker: marker_path(&options.backup_dir, &target.label()),
         marker_data: Marker {
             pid: std::process::id(),
@@ -1284,16 +1285,8 @@ pub async fn verify_database(source: &Source<'_>, config: &Config, target: &Targ
     let Some(mut conn) = connect_or_refuse(target, false, &mut report, started).await else {
         return report;
     };
-    match verify::verify(
-        &mut conn,
-        source,
-        config,
-        None,
-        &target.scope(source, config),
-        true,
-    )
-    .await
-    {
+    let scope = target.live_scope(&mut conn, source, config).await;
+    match verify::verify(&mut conn, source, config, None, &scope, true).await {
         Ok(verified) => {
             let step =
                 Step::from_checks("verify", started.elapsed().as_secs_f64(), verified.checks);

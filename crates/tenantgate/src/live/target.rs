@@ -58,6 +58,44 @@ impl Target {
         }
     }
 
+    /// [`Target::scope`], widened on a live PostgreSQL database to every schema the
+    /// application role can use (a schema made by hand, `reporting`, is read and judged
+    /// like the app's own), but the configuration's `other_software_schemas` and the
+    /// schemas extensions own.
+    pub async fn live_scope(
+        &self,
+        conn: &mut crate::db::Conn,
+        source: &super::Source<'_>,
+        config: &crate::Config,
+    ) -> crate::db::Scope {
+        let scope = self.scope(source, config);
+        let (crate::db::Scope::CurrentAnd(mut schemas), crate::db::Conn::Postgres(pg), Some(rls)) =
+            (scope.clone(), &mut *conn, config.row_level_security())
+        else {
+            return scope;
+        };
+        let reachable: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT n.nspname::text FROM pg_namespace n, pg_roles r
+             WHERE r.rolname = $1
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+               AND n.nspname <> current_schema()
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+               AND has_schema_privilege(r.oid, n.oid, 'USAGE')
+             ORDER BY 1",
+        )
+        .bind(&rls.app_role)
+        .fetch_all(&mut *pg)
+        .await;
+        for schema in reachable.unwrap_or_default() {
+            if !config.tenancy.other_software_schemas.contains(&schema)
+                && !schemas.contains(&schema)
+            {
+                schemas.push(schema);
+            }
+        }
+        crate::db::Scope::CurrentAnd(schemas)
+    }
+
     pub fn in_schema(&self, schema: &str) -> Target {
         Target {
             schema: Some(schema.to_string()),
