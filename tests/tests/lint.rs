@@ -559,3 +559,41 @@ fn a_do_block_that_creates_objects_is_reported_not_failed() {
         .all(|f| f.rule != "not-statically-checkable")
     );
 }
+
+/// The advice follows the production major (`[postgres] version`), like strong_migrations'
+/// target_version: on 18 a NOT NULL constraint NOT VALID, then VALIDATE.
+#[test]
+fn the_advice_follows_the_production_postgres_major() {
+    let help = |version: Option<u32>| {
+        let scratch = Scratch::new().unwrap();
+        scratch
+            .add_migration(
+                Backend::Postgres,
+                "0008",
+                "change",
+                "ALTER TABLE orders ALTER COLUMN station_id SET NOT NULL;",
+                "SELECT 1;\n",
+            )
+            .unwrap();
+        if let Some(version) = version {
+            scratch
+                .append_config(&format!("\n[postgres]\nversion = {version}\n"))
+                .unwrap();
+        }
+        let config = scratch.config().unwrap();
+        let folder = Folder::read(&scratch.migrations_dir(Backend::Postgres)).unwrap();
+        lint_migration(&config, Backend::Postgres, &folder, folder.get(8).unwrap())
+            .into_iter()
+            .find(|f| f.rule == "adding-not-nullable-field")
+            .expect("the rule fires")
+            .help
+    };
+    let on_18 = help(Some(18));
+    assert!(on_18.contains("NOT NULL <column> NOT VALID"), "{on_18}");
+    assert!(on_18.contains("VALIDATE CONSTRAINT"), "{on_18}");
+    let on_15 = help(Some(15));
+    assert!(!on_15.contains("NOT NULL <column> NOT VALID"), "{on_15}");
+    assert!(on_15.contains("PostgreSQL 15"), "{on_15}");
+    let unset = help(None);
+    assert!(unset.contains("set [postgres] version"), "{unset}");
+}

@@ -39,6 +39,9 @@ pub struct Config {
     pub acknowledgements: Vec<Acknowledgement>,
     pub fixtures: Option<Fixtures>,
     pub sqlite: SqliteSettings,
+    /// `[postgres] version`: the PostgreSQL major production runs; the linter's advice
+    /// follows it (on 18, `NOT NULL … NOT VALID`, then `VALIDATE`).
+    pub postgres_version: Option<u32>,
 }
 
 /// Where the migrations are, and how sqlx records them.
@@ -311,6 +314,14 @@ struct File {
     fixtures: Option<FixturesSection>,
     #[serde(default)]
     sqlite: SqliteSection,
+    #[serde(default)]
+    postgres: PostgresSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PostgresSection {
+    version: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -509,6 +520,7 @@ impl Config {
                 migration_pragmas,
                 tenant_column_immutable: file.sqlite.tenant_column_immutable,
             },
+            postgres_version: file.postgres.version,
         };
         Ok(config)
     }
@@ -516,6 +528,13 @@ impl Config {
     /// Checks the policy and, with `files`, that the folders and files it names exist.
     fn validate(&self, files: bool) -> anyhow::Result<()> {
         let mut problems = Vec::new();
+        if let Some(version) = self.postgres_version
+            && !(12..=30).contains(&version)
+        {
+            problems.push(format!(
+                "[postgres] version = {version} is not a PostgreSQL major version: write the major production runs, e.g. `version = 17`"
+            ));
+        }
         if self.backends().is_empty() {
             problems.push(
                 "[migrations] names no folder: set `postgres = \"…\"`, `sqlite = \"…\"`, or both"

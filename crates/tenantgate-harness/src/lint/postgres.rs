@@ -41,12 +41,19 @@ pub(super) fn lint(
     let mut linter = linter();
     // sqlx wraps each migration in a transaction unless it starts with `-- no-transaction`.
     linter.settings.assume_in_transaction = migration.runs_in_transaction();
+    // squawk's advice follows the production major, like strong_migrations' target_version.
+    let target = context.config.postgres_version;
+    if let Some(version) = target
+        && let Ok(version) = version.to_string().parse()
+    {
+        linter.settings.pg_version = version;
+    }
     for violation in linter.lint(&parse, text) {
         raws.push(Raw {
             rule: violation.code.to_string(),
             offset: usize::from(violation.text_range.start()),
             message: violation.message.clone(),
-            help: squawk_help(violation.code, violation.help.as_deref()),
+            help: squawk_help(violation.code, violation.help.as_deref(), target),
         });
     }
     let file = parse.tree();
@@ -63,7 +70,7 @@ pub(super) fn lint(
                     rule: concurrent_in_transaction.clone(),
                     offset: usize::from(token.text_range().start()),
                     message: "CREATE INDEX CONCURRENTLY cannot run inside a transaction, and sqlx runs this migration in one".to_string(),
-                    help: squawk_help(Rule::BanConcurrentIndexCreationInTransaction, None),
+                    help: squawk_help(Rule::BanConcurrentIndexCreationInTransaction, None, target),
                 });
             }
         }
@@ -83,10 +90,20 @@ pub(super) fn lint(
     (raws, statements)
 }
 
-/// squawk's help, completed where sqlx changes the answer.
-fn squawk_help(rule: Rule, help: Option<&str>) -> String {
+/// squawk's help, completed where sqlx or the production major (`[postgres] version`)
+/// changes the answer.
+fn squawk_help(rule: Rule, help: Option<&str>, target: Option<u32>) -> String {
     const NO_TRANSACTION: &str = "sqlx runs each migration in a transaction: make `-- no-transaction` the first line of this migration and keep the concurrent statement alone in it";
     match rule {
+        Rule::AddingNotNullableField if target.is_some_and(|v| v >= 18) => "PostgreSQL 18 (the production major in [postgres] version): `ALTER TABLE … ADD CONSTRAINT <table>_<column>_not_null NOT NULL <column> NOT VALID;` here, then `ALTER TABLE … VALIDATE CONSTRAINT <table>_<column>_not_null;` in a later migration (it scans without blocking writes), instead of SET NOT NULL".to_string(),
+        Rule::AddingNotNullableField => format!(
+            "{}{}",
+            help.unwrap_or("add a CHECK (<column> IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL"),
+            match target {
+                Some(version) => format!(" (PostgreSQL {version}, the production major in [postgres] version; on 18, a NOT NULL constraint NOT VALID does it in one step)"),
+                None => " (set [postgres] version to the production major for advice that follows it)".to_string(),
+            }
+        ),
         Rule::BanConcurrentIndexCreationInTransaction => NO_TRANSACTION.to_string(),
         Rule::RequireConcurrentIndexCreation | Rule::RequireConcurrentIndexDeletion => format!(
             "{}; {NO_TRANSACTION}",
