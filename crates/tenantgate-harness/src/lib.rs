@@ -115,4 +115,9 @@ async fn next_signal(signal: Option<&mut tokio::signal::unix::Signal>) {
 pub mod pg_image {
     /// Tag of the image built from Debian packages.
     pub const DEFAULT_TAG: &str = "tenantgate/postgres:15";
+
+    /// The tag `cargo xtask pg-image --version <major>` builds.
+    pub fn tag_of(major: u32) -> String {
+        format!("tenantgate/postgres:{major}")
+    }
 }

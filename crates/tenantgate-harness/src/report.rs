@@ -117,7 +117,7 @@ pub fn table(reports: &[BackendReport]) -> String {
         let (passed, total) = checks_passed(report);
         let total_time: Duration = report.phases.iter().map(|(_, d)| *d).sum();
         let mut row = vec![
-            report.backend.to_string(),
+            report.name(),
             report.provider.clone().unwrap_or_else(|| "-".to_string()),
             format!("{}/{}", report.steps.len(), report.migrations_total),
             if report.fatal.is_some() {
@@ -198,7 +198,7 @@ pub fn safety_table(reports: &[BackendReport]) -> String {
             ),
         };
         rows.push(vec![
-            report.backend.to_string(),
+            report.name(),
             outcome(report, "integrity", "migrations"),
             outcome(report, "parity", "migrations"),
             lint,
@@ -213,7 +213,7 @@ pub fn notes(reports: &[BackendReport]) -> String {
     let mut out = String::new();
     for report in reports {
         for note in &report.notes {
-            let _ = writeln!(out, "note {} · {}", report.backend, note);
+            let _ = writeln!(out, "note {} · {}", report.name(), note);
         }
     }
     out
@@ -227,7 +227,7 @@ pub fn failures(reports: &[BackendReport]) -> String {
             let _ = writeln!(
                 out,
                 "FAIL {} · {check}: {}",
-                report.backend,
+                report.name(),
                 failure.render().replace('\n', "\n    ")
             );
         }
@@ -240,10 +240,10 @@ pub fn verdict(reports: &[BackendReport], elapsed: Duration) -> String {
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| r.backend.to_string())
+        .map(|r| r.name())
         .collect();
     let failures: usize = reports.iter().map(|r| r.failures().count()).sum();
-    let backends: Vec<String> = reports.iter().map(|r| r.backend.to_string()).collect();
+    let backends: Vec<String> = reports.iter().map(|r| r.name()).collect();
     if failed.is_empty() {
         let checks: usize = reports.iter().map(|r| r.checks.len()).sum();
         format!(
@@ -268,7 +268,7 @@ pub fn steps(reports: &[BackendReport]) -> String {
             let _ = writeln!(
                 out,
                 "  {:8}  {:>8}  {}",
-                report.backend,
+                report.name(),
                 format!("{:.1} ms", step.duration.as_secs_f64() * 1000.0),
                 step.file
             );
@@ -296,14 +296,14 @@ pub fn junit(reports: &[BackendReport]) -> String {
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
-            report.backend,
+            report.name(),
             report.checks.len() + 1,
             total_time.as_secs_f64()
         );
         let _ = writeln!(
             out,
             "    <testcase classname=\"{}\" name=\"apply-migrations\">",
-            report.backend
+            report.name()
         );
         if let Some(fatal) = &report.fatal {
             let _ = writeln!(
@@ -317,7 +317,8 @@ pub fn junit(reports: &[BackendReport]) -> String {
             let _ = writeln!(
                 out,
                 "    <testcase classname=\"{}\" name=\"{}\">",
-                report.backend, check.name
+                report.name(),
+                check.name
             );
             for failure in &check.failures {
                 let _ = writeln!(
@@ -384,7 +385,7 @@ pub fn write_ci_reports(
                 });
                 println!(
                     "::error{location}title={} {check}::{message}",
-                    report.backend
+                    report.name()
                 );
             }
             // Lint errors are annotated above as failures; acknowledged ones as notices.

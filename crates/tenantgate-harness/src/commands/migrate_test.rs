@@ -51,6 +51,11 @@ pub(crate) struct MigrateTest {
     /// else 5min].
     #[arg(long, value_parser = tenantgate::config::parse_duration)]
     statement_timeout: Option<std::time::Duration>,
+    /// Rehearse PostgreSQL on each of these majors, one after the other, each against the
+    /// same snapshot (e.g. 15,17,18): containers of `tenantgate/postgres:<major>`, built
+    /// by `cargo xtask pg-image --version <major>`.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(12..=30))]
+    pg_versions: Vec<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,7 +134,7 @@ impl MigrateTest {
             crate::display_path(&app.config.path)
         );
         let reports = tokio::select! {
-            reports = rehearsal::rehearse_all(backends, app, pg, &janitor, options) => Some(reports),
+            reports = self.rehearse(backends, app, pg, &janitor, options) => Some(reports),
             () = interrupted => None,
         };
         let Some(reports) = reports else {
@@ -167,6 +172,46 @@ impl MigrateTest {
         } else {
             ExitCode::FAILURE
         })
+    }
+}
+
+impl MigrateTest {
+    /// Every backend once; with `--pg-versions`, PostgreSQL once per major, in turn (one
+    /// snapshot file: running them together would race on it), each report named by its
+    /// major.
+    async fn rehearse(
+        &self,
+        backends: &[Backend],
+        app: &AppUnderTest<'_>,
+        pg: &PgOptions,
+        janitor: &Janitor,
+        options: rehearsal::Options,
+    ) -> Vec<rehearsal::BackendReport> {
+        if self.pg_versions.is_empty() || !backends.contains(&Backend::Postgres) {
+            return rehearsal::rehearse_all(backends, app, pg, janitor, options).await;
+        }
+        let mut reports = Vec::new();
+        for major in &self.pg_versions {
+            let mut pg = pg.clone();
+            pg.choice = provision::PgProviderChoice::Container;
+            pg.image = crate::pg_image::tag_of(*major);
+            eprintln!("migrate-test: PostgreSQL {major} ({})", pg.image);
+            for mut report in
+                rehearsal::rehearse_all(&[Backend::Postgres], app, &pg, janitor, options).await
+            {
+                report.pg_major = Some(*major);
+                reports.push(report);
+            }
+        }
+        let others: Vec<Backend> = backends
+            .iter()
+            .copied()
+            .filter(|b| *b != Backend::Postgres)
+            .collect();
+        if !others.is_empty() {
+            reports.extend(rehearsal::rehearse_all(&others, app, pg, janitor, options).await);
+        }
+        reports
     }
 }
 

@@ -10,9 +10,12 @@ use xshell::{Shell, cmd};
 
 #[derive(Args)]
 pub(crate) struct PgImage {
-    /// Tag of the image to build.
-    #[arg(long, default_value = crate::pg_image::DEFAULT_TAG)]
-    tag: String,
+    /// PostgreSQL major version: 15 (Debian bookworm), 17 (trixie) or 18 (forky).
+    #[arg(long, default_value_t = 15, value_parser = parse_major)]
+    version: u32,
+    /// Tag of the image to build (default: tenantgate/postgres:<version>).
+    #[arg(long)]
+    tag: Option<String>,
     /// Debian mirror for debootstrap.
     #[arg(long, default_value = "http://deb.debian.org/debian")]
     mirror: String,
@@ -27,7 +30,7 @@ const ENTRYPOINT: &str = r#"#!/bin/sh
 # image's contract (POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB, PGDATA,
 # POSTGRES_HOST_AUTH_METHOD, POSTGRES_INITDB_ARGS, server options as arguments).
 set -eu
-BIN=/usr/lib/postgresql/15/bin
+BIN=/usr/lib/postgresql/@MAJOR@/bin
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 POSTGRES_USER="${POSTGRES_USER:-postgres}"
 POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
@@ -54,10 +57,35 @@ fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@"
 "#;
 
+/// The Debian suite that packages each PostgreSQL major Tenantgate builds images of.
+const SUITES: [(u32, &str); 3] = [(15, "bookworm"), (17, "trixie"), (18, "forky")];
+
+fn parse_major(text: &str) -> Result<u32, String> {
+    let major: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a PostgreSQL major version (15, 17 or 18)"))?;
+    if SUITES.iter().any(|(m, _)| *m == major) {
+        Ok(major)
+    } else {
+        Err(format!(
+            "no Debian suite packages PostgreSQL {major}: bookworm has 15, trixie 17 and forky 18 (16 is in no Debian suite; use the official postgres:16 image where a registry is reachable)"
+        ))
+    }
+}
+
 impl PgImage {
     pub(crate) fn run(self) -> anyhow::Result<std::process::ExitCode> {
         let sh = Shell::new()?;
-        let tag = &self.tag;
+        let major = self.version;
+        let suite = SUITES
+            .iter()
+            .find(|(m, _)| *m == major)
+            .map(|(_, s)| *s)
+            .expect("parse_major accepts only these");
+        let tag = &self
+            .tag
+            .clone()
+            .unwrap_or_else(|| crate::pg_image::tag_of(major));
         if cmd!(sh, "docker --version")
             .quiet()
             .ignore_stdout()
@@ -106,19 +134,34 @@ impl PgImage {
         let root = work.path().join("rootfs");
         let mirror = &self.mirror;
         eprintln!(
-            "pg-image: debootstrap bookworm with postgresql-15 from {mirror} (about a minute)"
+            "pg-image: debootstrap {suite} with postgresql-{major} from {mirror} (about a minute)"
         );
+        let package = format!("postgresql-{major}");
+        // The suites after bookworm share sid's script; an older debootstrap may not name
+        // them yet.
+        let script: Vec<String> = match suite {
+            "bookworm" => Vec::new(),
+            _ => ["/usr/share/debootstrap/scripts/sid"]
+                .iter()
+                .filter(|p| Path::new(p).exists())
+                .map(|p| p.to_string())
+                .collect(),
+        };
         cmd!(
             sh,
-            "debootstrap --variant=minbase --include=postgresql-15 bookworm {root} {mirror}"
+            "debootstrap --variant=minbase --include={package} {suite} {root} {mirror} {script...}"
         )
         .quiet()
         .ignore_stdout()
         .run()
-        .context("debootstrap a Debian root with postgresql-15")?;
-        slim_down(&root)?;
+        .with_context(|| format!("debootstrap a Debian {suite} root with {package}"))?;
+        slim_down(&root, major)?;
         let entrypoint = root.join("usr/local/bin/docker-entrypoint.sh");
-        std::fs::write(&entrypoint, ENTRYPOINT).context("write the entrypoint")?;
+        std::fs::write(
+            &entrypoint,
+            ENTRYPOINT.replace("@MAJOR@", &major.to_string()),
+        )
+        .context("write the entrypoint")?;
         std::fs::set_permissions(
             &entrypoint,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -126,6 +169,9 @@ impl PgImage {
 
         let tarball = work.path().join("rootfs.tar");
         eprintln!("pg-image: importing as {tag}");
+        let path_env = format!(
+            "ENV PATH=/usr/lib/postgresql/{major}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        );
         cmd!(sh, "tar -C {root} -cf {tarball} .")
             .quiet()
             .run()
@@ -134,7 +180,7 @@ impl PgImage {
             sh,
             "docker import
                 --change 'ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]'
-                --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+                --change {path_env}
                 --change 'EXPOSE 5432'
                 {tarball} {tag}"
         )
@@ -151,12 +197,12 @@ impl PgImage {
 }
 
 /// The packages' cluster and the apt caches are not needed in the image.
-fn slim_down(root: &Path) -> anyhow::Result<()> {
+fn slim_down(root: &Path, major: u32) -> anyhow::Result<()> {
     for dir in [
-        "var/cache/apt/archives",
-        "var/lib/apt/lists",
-        "var/lib/postgresql/15",
-        "etc/postgresql/15",
+        "var/cache/apt/archives".to_string(),
+        "var/lib/apt/lists".to_string(),
+        format!("var/lib/postgresql/{major}"),
+        format!("etc/postgresql/{major}"),
     ] {
         let path = root.join(dir);
         if path.exists() {
@@ -164,4 +210,23 @@ fn slim_down(root: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_major;
+
+    #[test]
+    fn only_the_majors_a_debian_suite_packages_are_accepted() {
+        assert_eq!(parse_major("15"), Ok(15));
+        assert_eq!(parse_major("17"), Ok(17));
+        assert_eq!(parse_major("18"), Ok(18));
+        let sixteen = parse_major("16").unwrap_err();
+        assert!(sixteen.contains("16 is in no Debian suite"), "{sixteen}");
+        assert!(
+            parse_major("eighteen")
+                .unwrap_err()
+                .contains("not a PostgreSQL major")
+        );
+    }
 }

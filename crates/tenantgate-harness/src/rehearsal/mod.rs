@@ -47,6 +47,8 @@ impl<'a> AppUnderTest<'a> {
 #[derive(Debug)]
 pub struct BackendReport {
     pub backend: Backend,
+    /// With `migrate-test --pg-versions`: the PostgreSQL major this report is of.
+    pub pg_major: Option<u32>,
     pub provider: Option<String>,
     /// "embedded in the app" or the folder read from disk.
     pub source: String,
@@ -77,9 +79,18 @@ pub struct Step {
 }
 
 impl BackendReport {
+    /// The backend as reports name it: `postgres 18` when the run covers several majors.
+    pub fn name(&self) -> String {
+        match self.pg_major {
+            Some(major) => format!("{} {major}", self.backend),
+            None => self.backend.to_string(),
+        }
+    }
+
     fn new(backend: Backend) -> BackendReport {
         BackendReport {
             backend,
+            pg_major: None,
             provider: None,
             source: String::new(),
             migrations_total: 0,
