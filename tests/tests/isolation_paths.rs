@@ -390,3 +390,29 @@ CREATE POLICY customers_tenant_isolation ON customers USING ({using}) WITH CHECK
         failures(&report)
     );
 }
+
+/// A function that hands back what it was given (normalising a name) is no leak, though
+/// the canaries call it with the other tenants' canaries.
+#[tokio::test]
+async fn a_function_that_echoes_its_argument_is_no_leak() {
+    let report = with_0008(
+        "CREATE FUNCTION normalize_name(name text) RETURNS text LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog AS $$ SELECT lower(trim(name)) $$;
+",
+        "",
+    )
+    .await;
+    let unexpected: Vec<String> = failures(&report)
+        .into_iter()
+        .filter(|f| !f.starts_with("schema-snapshot:"))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("canary cases") && n.contains("called 1 function")),
+        "{:#?}",
+        report.notes
+    );
+}
