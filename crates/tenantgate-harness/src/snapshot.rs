@@ -21,6 +21,25 @@ thread_local! {
     static ASSERTING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The PostgreSQL majors this run rehearses (`migrate-test --pg-versions`), for the
+/// snapshot header: an accepted snapshot records the majors it was verified on.
+static VERIFIED_ON: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+/// Records the PostgreSQL majors of this run (once per process).
+pub fn verified_on(majors: &[u32]) {
+    let _ = VERIFIED_ON.set(majors.to_vec());
+}
+
+fn verified_on_text(backend: Backend) -> String {
+    match (backend, VERIFIED_ON.get()) {
+        (Backend::Postgres, Some(majors)) if !majors.is_empty() => {
+            let majors: Vec<String> = majors.iter().map(|m| m.to_string()).collect();
+            format!(" Verified on PostgreSQL {}.", majors.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
 /// Asserts `schema_text` against `<snapshots>/<backend>.snap` of `config`, as a check.
 pub fn check(config: &Config, backend: Backend, schema_text: &str) -> CheckOutcome {
     let snapshot_file = config.migrations.snapshots.join(format!("{backend}.snap"));
@@ -59,7 +78,8 @@ pub fn assert_schema(config: &Config, backend: Backend, schema_text: &str) -> Re
     settings.set_omit_expression(true);
     settings.set_description(format!(
         "Schema of the {backend} database after every migration. Written by `cargo xtask migrate-test`; \
-         after an intended change, accept it with `cargo insta review` or `cargo xtask migrate-test --accept`."
+         after an intended change, accept it with `cargo insta review` or `cargo xtask migrate-test --accept`.{}",
+        verified_on_text(backend)
     ));
     ASSERTING.with(|flag| flag.set(true));
     let result = settings.bind(|| {

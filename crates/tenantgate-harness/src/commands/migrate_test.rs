@@ -190,6 +190,7 @@ impl MigrateTest {
         if self.pg_versions.is_empty() || !backends.contains(&Backend::Postgres) {
             return rehearsal::rehearse_all(backends, app, pg, janitor, options).await;
         }
+        crate::snapshot::verified_on(&self.pg_versions);
         let mut reports = Vec::new();
         for major in &self.pg_versions {
             let mut pg = pg.clone();
@@ -203,6 +204,17 @@ impl MigrateTest {
                 reports.push(report);
             }
         }
+        let agreement: Vec<(u32, bool)> = reports
+            .iter()
+            .filter_map(|r| Some((r.pg_major?, snapshot_matched(r)?)))
+            .collect();
+        if let Some(note) = version_agreement(&agreement)
+            && let Some(first) = reports
+                .iter_mut()
+                .find(|r| snapshot_matched(r) == Some(false))
+        {
+            first.notes.push(note);
+        }
         let others: Vec<Backend> = backends
             .iter()
             .copied()
@@ -213,6 +225,38 @@ impl MigrateTest {
         }
         reports
     }
+}
+
+/// Whether the report's schema matched its snapshot (`None`: the check did not run).
+fn snapshot_matched(report: &rehearsal::BackendReport) -> Option<bool> {
+    report
+        .checks
+        .iter()
+        .find(|c| c.name == "schema-snapshot")
+        .map(|c| c.failures.is_empty())
+}
+
+/// When some majors read the schema as the snapshot and others do not, which: the
+/// difference is then the server's, not the migrations' (each one's diff is above).
+fn version_agreement(majors: &[(u32, bool)]) -> Option<String> {
+    let list = |matched: bool| {
+        majors
+            .iter()
+            .filter(|(_, m)| *m == matched)
+            .map(|(major, _)| format!("postgres {major}"))
+            .collect::<Vec<_>>()
+    };
+    let (same, differ) = (list(true), list(false));
+    if same.is_empty() || differ.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "schema text across PostgreSQL majors: {} read{} as the snapshot, {} read{} differently (diff above): the difference is the server's catalog, not the migrations'",
+        same.join(" and "),
+        if same.len() == 1 { "s" } else { "" },
+        differ.join(" and "),
+        if differ.len() == 1 { "s" } else { "" },
+    ))
 }
 
 /// The app `--config` names (its folders read from disk), or the project's own app, with
@@ -229,4 +273,23 @@ pub fn under_test<'a>(
         embedded: if own { project.app } else { None },
         api: if own { project.api } else { None },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_agreement;
+
+    #[test]
+    fn majors_that_read_the_schema_differently_are_named() {
+        let note = version_agreement(&[(15, true), (17, true), (18, false)]).unwrap();
+        assert!(
+            note.contains(
+                "postgres 15 and postgres 17 read as the snapshot, postgres 18 reads differently"
+            ),
+            "{note}"
+        );
+        assert_eq!(version_agreement(&[(15, true), (18, true)]), None);
+        // Every major differs: the migrations changed the schema, no major is to blame.
+        assert_eq!(version_agreement(&[(15, false), (18, false)]), None);
+    }
 }
