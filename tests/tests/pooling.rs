@@ -53,12 +53,6 @@ fn pgbouncer_binary() -> anyhow::Result<PathBuf> {
         })
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl Bouncer {
     /// Starts PgBouncer in transaction pooling mode for `database` on `server`, admitting
     /// `user` with `password`, with `pool_size` server connections.
@@ -71,7 +65,7 @@ impl Bouncer {
     ) -> anyhow::Result<Bouncer> {
         let binary = pgbouncer_binary()?;
         let dir = tempfile::tempdir()?;
-        let port = free_port()?;
+        let port = tenantgate_harness::provision::free_port()?;
         let host = match server.get_host() {
             "localhost" => "127.0.0.1",
             host => host,
@@ -93,12 +87,7 @@ impl Bouncer {
         )?;
         let mut command = Command::new(binary);
         // PgBouncer refuses to run as root; as root it is told to become `postgres`.
-        let root = std::env::var("USER").is_ok_and(|u| u == "root")
-            || Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if root {
+        if tenantgate_harness::provision::server_user()?.is_some() {
             make_readable(dir.path())?;
             command.args(["-u", "postgres"]);
         }

@@ -65,10 +65,10 @@ pub async fn plant(
         for (column, length, unique) in canary_columns(table) {
             let column_sql = quote(column);
             for (tenant, canary) in &canaries {
-                let room = length.map(|n| n.saturating_sub(canary.len()));
-                if room == Some(0) && length.is_some_and(|n| n < canary.len()) {
+                if length.is_some_and(|n| n < canary.len()) {
                     continue;
                 }
+                let room = length.map(|n| n - canary.len());
                 // NULLs of a unique column stay NULL: one canary in each would collide.
                 let value = if unique {
                     format!("t.{column_sql}")

@@ -231,7 +231,8 @@ impl Drop for LocalCluster {
 }
 
 /// As root, the uid and gid of the `postgres` OS user; otherwise none (run as ourselves).
-fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
+/// PostgreSQL's servers and PgBouncer refuse to run as root.
+pub fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
@@ -245,7 +246,8 @@ fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
     Ok(Some(unsafe { ((*entry).pw_uid, (*entry).pw_gid) }))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A TCP port on 127.0.0.1 nothing listens on now.
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
     Ok(listener.local_addr()?.port())
 }

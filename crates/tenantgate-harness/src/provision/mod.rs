@@ -19,7 +19,7 @@ use anyhow::bail;
 
 pub(crate) use janitor::temp_dir;
 pub use janitor::{Janitor, Resource};
-pub use local_cluster::{LocalCluster, find_bindir};
+pub use local_cluster::{LocalCluster, find_bindir, free_port, server_user};
 pub use server::host_tag;
 pub(crate) use server::with_database;
 
