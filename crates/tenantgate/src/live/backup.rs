@@ -81,14 +81,18 @@ pub fn pg_tool(name: &str, pg_bin: Option<&Path>, server_major: u32) -> anyhow::
         versioned.sort_by_key(|path| std::cmp::Reverse(tool_major(path).unwrap_or(0)));
         candidates.extend(versioned);
     }
-    let mut too_old = Vec::new();
-    for candidate in candidates.into_iter().filter(|c| c.is_file()) {
-        match tool_major(&candidate) {
-            Some(major) if major >= server_major => return Ok(candidate),
-            Some(major) => too_old.push(format!("{} is version {major}", candidate.display())),
-            None => {}
-        }
+    let found: Vec<(PathBuf, u32)> = candidates
+        .into_iter()
+        .filter(|c| c.is_file())
+        .filter_map(|c| tool_major(&c).map(|major| (c, major)))
+        .collect();
+    if let Some(path) = pick_tool(&found, server_major) {
+        return Ok(path);
     }
+    let too_old: Vec<String> = found
+        .iter()
+        .map(|(path, major)| format!("{} is version {major}", path.display()))
+        .collect();
     let found = if too_old.is_empty() {
         format!("no {name} found")
     } else {
@@ -98,6 +102,23 @@ pub fn pg_tool(name: &str, pg_bin: Option<&Path>, server_major: u32) -> anyhow::
         "a backup needs {name} {server_major} or newer (the server is PostgreSQL {server_major}); {found}. \
          Install postgresql-client-{server_major}, pass --pg-bin DIR, or pass --no-backup to migrate without a backup"
     )
+}
+
+/// Of the tools found (in search order, with their majors), the one of the server's own
+/// major, else the oldest newer one: a newer pg_dump reads an older server, but the SQL a
+/// newer pg_restore writes may use settings the older server lacks (`transaction_timeout`
+/// from 17 on).
+fn pick_tool(found: &[(PathBuf, u32)], server_major: u32) -> Option<PathBuf> {
+    found
+        .iter()
+        .find(|(_, major)| *major == server_major)
+        .or_else(|| {
+            found
+                .iter()
+                .filter(|(_, major)| *major > server_major)
+                .min_by_key(|(_, major)| *major)
+        })
+        .map(|(path, _)| path.clone())
 }
 
 fn tool_major(path: &Path) -> Option<u32> {
@@ -895,7 +916,28 @@ pub fn prune(dir: &Path, label: &str, keep: usize) -> anyhow::Result<Vec<PathBuf
 
 #[cfg(test)]
 mod tests {
-    use super::{is_backup_of, prune};
+    use super::{is_backup_of, pick_tool, prune};
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_tool_of_the_servers_own_major_is_picked_else_the_oldest_newer_one() {
+        let found = vec![
+            (PathBuf::from("/usr/bin/pg_dump"), 18),
+            (PathBuf::from("/usr/lib/postgresql/17/bin/pg_dump"), 17),
+            (PathBuf::from("/usr/lib/postgresql/15/bin/pg_dump"), 15),
+        ];
+        let pick = |major| pick_tool(&found, major).map(|p| p.display().to_string());
+        assert_eq!(
+            pick(15).as_deref(),
+            Some("/usr/lib/postgresql/15/bin/pg_dump")
+        );
+        assert_eq!(
+            pick(16).as_deref(),
+            Some("/usr/lib/postgresql/17/bin/pg_dump")
+        );
+        assert_eq!(pick(18).as_deref(), Some("/usr/bin/pg_dump"));
+        assert_eq!(pick(19), None);
+    }
 
     #[test]
     fn a_backup_is_this_targets_only_when_its_name_is_the_label_and_a_timestamp() {
