@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tenantgate::Backend;
 use tenantgate::config::Config;
 use tenantgate_harness::AppUnderTest;
-use tenantgate_harness::provision::{self, Database, Janitor, PgOptions};
+use tenantgate_harness::provision::{self, Database, Janitor, PgOptions, PgProviderChoice};
 use tenantgate_harness::rehearsal::{BackendReport, Options, rehearse_all};
 
 /// The demo app's `tenantgate.toml`.
@@ -92,8 +92,31 @@ pub async fn rehearse_app(
     backends: &[Backend],
     options: Options,
 ) -> Vec<BackendReport> {
+    rehearse_app_on(app, backends, options, &PgOptions::from_env()).await
+}
+
+/// Where a test that changes what belongs to the whole server (a role's attributes or
+/// memberships) gets PostgreSQL: a server of its own, never the one the suite shares
+/// (`cargo xtask ci` hands every test binary one in TENANTGATE_PG_URL), whose other tests
+/// would see the change.
+pub fn own_server() -> PgOptions {
+    let mut pg = PgOptions::from_env();
+    if pg.choice == PgProviderChoice::Url {
+        pg.choice = PgProviderChoice::Auto;
+        pg.server_url = None;
+    }
+    pg
+}
+
+/// [`rehearse_app`] with PostgreSQL from `pg`.
+pub async fn rehearse_app_on(
+    app: &AppUnderTest<'_>,
+    backends: &[Backend],
+    options: Options,
+    pg: &PgOptions,
+) -> Vec<BackendReport> {
     let janitor = Janitor::new();
-    let reports = rehearse_all(backends, app, &PgOptions::from_env(), &janitor, options).await;
+    let reports = rehearse_all(backends, app, pg, &janitor, options).await;
     let leftovers = janitor.finish(false).await;
     assert!(leftovers.is_empty(), "cleanup failed: {leftovers:?}");
     reports

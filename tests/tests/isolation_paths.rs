@@ -6,12 +6,17 @@
 
 use tenantgate::Backend;
 use tenantgate::live::{Outcome, Source, Target};
+use tenantgate_harness::provision::PgOptions;
 use tenantgate_harness::rehearsal::{BackendReport, Options};
 use tenantgate_tests::live::{options, prepare};
-use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse_with};
+use tenantgate_tests::{Scratch, assert_fails_with, failures};
 
 /// The demo with one PostgreSQL migration 0008 added, rehearsed on PostgreSQL.
 async fn with_0008(up: &str, extra_config: &str) -> BackendReport {
+    with_0008_on(up, extra_config, &PgOptions::from_env()).await
+}
+
+async fn with_0008_on(up: &str, extra_config: &str, pg: &PgOptions) -> BackendReport {
     let scratch = Scratch::new().unwrap();
     scratch
         .add_migration(Backend::Postgres, "0008", "scenario", up, "SELECT 1;\n")
@@ -26,7 +31,8 @@ async fn with_0008(up: &str, extra_config: &str) -> BackendReport {
         reversibility: false,
         ..Options::default()
     };
-    rehearse_with(&scratch.config().unwrap(), &[Backend::Postgres], options)
+    let app = tenantgate_tests::scratch_app(scratch.config().unwrap());
+    tenantgate_tests::rehearse_app_on(&app, &[Backend::Postgres], options, pg)
         .await
         .remove(0)
 }
@@ -174,11 +180,14 @@ GRANT SELECT ON reporting.customer_export TO tenantgate_app;
 
 #[tokio::test]
 async fn an_app_role_that_can_set_role_to_a_bypassrls_role_fails() {
-    let report = with_0008(
+    // The membership is the whole server's: on a server of its own, or every other test
+    // on the shared one would see its app role reach BYPASSRLS.
+    let report = with_0008_on(
         "DO $$ BEGIN CREATE ROLE support_admin NOLOGIN BYPASSRLS; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 GRANT support_admin TO tenantgate_app;
 ",
         "",
+        &tenantgate_tests::own_server(),
     )
     .await;
     assert_fails_with(&report, "app-role", &["`support_admin`", "SET ROLE"]);

@@ -1,10 +1,22 @@
-//! `cargo test --workspace`, echoed as it runs, with its `test result:` lines added up:
-//! `cargo xtask ci` and `cargo xtask release` both run it and report the totals.
+//! `cargo test`, echoed as it runs, with its `test result:` lines added up: `cargo xtask
+//! ci` and `cargo xtask release` both run it and report the totals.
+//!
+//! The suite shares its PostgreSQL: one server per major for the whole run, started
+//! before the first test binary and removed after the last (also when a test fails, and
+//! on Ctrl-C or SIGTERM), instead of a container per test. Every test binary finds it in
+//! `TENANTGATE_PG_URL` with `TENANTGATE_PG_PROVIDER=url`, and each test gets a database
+//! of its own on it (`CREATE DATABASE`, some 20 ms). Tests that change what belongs to
+//! the whole server (a role's memberships, a restart) start a server of their own.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
+
+use crate::provision::{self, Janitor, PgOptions, PgProviderChoice};
 
 #[derive(Default)]
 pub struct Totals {
@@ -12,13 +24,166 @@ pub struct Totals {
     pub failed: usize,
 }
 
-/// `cargo test --workspace`, echoing its output and adding up its `test result:` lines.
-pub fn workspace_tests(totals: &mut Totals) -> anyhow::Result<()> {
-    let mut child = crate::workspace::cargo()
-        .args(["test", "--workspace"])
+/// Which tests, on which PostgreSQL.
+#[derive(Clone, Debug, Default)]
+pub struct Suite {
+    /// The major of the shared server: its image is `tenantgate/postgres:<major>`. `None`:
+    /// the image the environment names (TENANTGATE_PG_IMAGE), else local binaries.
+    pub pg_major: Option<u32>,
+    /// What `cargo test` gets besides `--workspace` when empty (`-p tenantgate-tests --test
+    /// live_runner`…).
+    pub cargo_args: Vec<String>,
+}
+
+/// The running `cargo test`, for the interruption to stop it with the server it uses.
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+
+/// Runs the suite on a server of its own major, shared by every test, and removes the
+/// server afterwards whatever happened.
+pub fn workspace_tests(totals: &mut Totals, suite: &Suite) -> anyhow::Result<()> {
+    let suite = suite.clone();
+    let counted = provision::with_janitor(async move |janitor: &Janitor| {
+        let env = shared_server(&suite, janitor).await?;
+        let running = tokio::task::spawn_blocking(move || {
+            let mut totals = Totals::default();
+            let result = run_cargo_test(&suite.cargo_args, &env, &mut totals);
+            (totals, result)
+        });
+        // The interruption ends this future, not the blocking `cargo test`: stop it
+        // before its server is removed under it.
+        struct StopOnDrop;
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                let pid = RUNNING.swap(0, Ordering::SeqCst);
+                if pid != 0 {
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+        }
+        let _stop = StopOnDrop;
+        let (counted, result) = running.await.context("wait for cargo test")?;
+        std::mem::forget(_stop);
+        anyhow::Ok((counted, result))
+    })?;
+    let (counted, result) = counted;
+    totals.passed += counted.passed;
+    totals.failed += counted.failed;
+    result
+}
+
+/// Starts the suite's server and says how the tests find it.
+async fn shared_server(
+    suite: &Suite,
+    janitor: &Janitor,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut pg = PgOptions::from_env();
+    pg.server_url = None;
+    pg.choice = PgProviderChoice::Auto;
+    if let Some(major) = suite.pg_major {
+        pg.image = crate::pg_image::tag_of(major);
+        pg.choice = PgProviderChoice::Container;
+    }
+    let server = provision::postgres(&pg, janitor)
+        .await
+        .context("start the PostgreSQL server the tests share")?;
+    eprintln!(
+        "tests: one PostgreSQL server for every test: {}{}",
+        server.provider,
+        server
+            .note
+            .as_deref()
+            .map(|note| format!(" ({note})"))
+            .unwrap_or_default()
+    );
+    let mut env = BTreeMap::from([
+        ("TENANTGATE_PG_PROVIDER".to_string(), "url".to_string()),
+        ("TENANTGATE_PG_URL".to_string(), server.url.clone()),
+    ]);
+    if let provision::Provider::Container { image } = &server.provider {
+        env.insert("TENANTGATE_PG_IMAGE".to_string(), image.clone());
+        if let Some(major) = suite.pg_major
+            && let Some(dir) = client_tools(major, image, janitor)?
+        {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![dir];
+            dirs.extend(std::env::split_paths(&path));
+            let joined = std::env::join_paths(dirs).context("PATH with the client tools")?;
+            env.insert("PATH".to_string(), joined.to_string_lossy().into_owned());
+        }
+    }
+    Ok(env)
+}
+
+/// pg_dump, pg_restore and psql of `major` for the live runner's backups, when this machine
+/// has none that new: wrappers that run the image's own in a container on the host's
+/// network (the temporary folders and the workspace mounted where they are).
+fn client_tools(major: u32, image: &str, janitor: &Janitor) -> anyhow::Result<Option<PathBuf>> {
+    let have = tenantgate::live::backup::pg_tool("pg_dump", None, major)
+        .ok()
+        .and_then(|path| tool_version(&path))
+        .is_some_and(|found| found == major);
+    if have {
+        return Ok(None);
+    }
+    let dir = provision::temp_dir(&format!("pg{major}-clients"))?;
+    let workspace = crate::workspace::root();
+    let temp = std::env::temp_dir();
+    for tool in ["pg_dump", "pg_restore", "psql"] {
+        let script = format!(
+            "#!/bin/sh\n# {tool} of PostgreSQL {major}, from {image}: this machine has none that new.\n\
+             exec docker run --rm -i --network host -e PGPASSWORD -e PGOPTIONS \\\n  \
+             -v {temp}:{temp} -v {workspace}:{workspace} -w \"$PWD\" \\\n  \
+             --entrypoint {tool} {image} \"$@\"\n",
+            temp = temp.display(),
+            workspace = workspace.display(),
+        );
+        let path = dir.path().join(tool);
+        std::fs::write(&path, script).with_context(|| format!("write {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let path = dir.path().to_path_buf();
+    janitor.register(provision::Resource::Folder(dir));
+    eprintln!(
+        "tests: pg_dump, pg_restore and psql {major} run from {image} (this machine has no client that new)"
+    );
+    Ok(Some(path))
+}
+
+fn tool_version(path: &Path) -> Option<u32> {
+    let output = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split(") ")
+        .nth(1)?
+        .split(['.', ' '])
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `cargo test`, echoing its output and adding up its `test result:` lines.
+fn run_cargo_test(
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    let mut command = crate::workspace::cargo();
+    command.arg("test");
+    if args.is_empty() {
+        command.arg("--workspace");
+    } else {
+        command.args(args);
+    }
+    let mut child = command
+        .envs(env)
         .stdout(Stdio::piped())
         .spawn()
         .context("run cargo test")?;
+    RUNNING.store(child.id(), Ordering::SeqCst);
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
         let line = line.context("read cargo test's output")?;
@@ -28,12 +193,10 @@ pub fn workspace_tests(totals: &mut Totals) -> anyhow::Result<()> {
             totals.failed += count_before(result, " failed");
         }
     }
-    if !child.wait().context("wait for cargo test")?.success() {
-        println!(
-            "ci: {} passed, {} failed",
-            totals.passed,
-            totals.failed.max(1)
-        );
+    let status = child.wait().context("wait for cargo test")?;
+    RUNNING.store(0, Ordering::SeqCst);
+    if !status.success() {
+        totals.failed = totals.failed.max(1);
         bail!("workspace tests failed");
     }
     Ok(())

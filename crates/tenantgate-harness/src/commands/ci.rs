@@ -6,10 +6,21 @@ use clap::Args;
 use xshell::{Shell, cmd};
 
 use crate::Project;
-use crate::workspace_tests::{Totals, workspace_tests};
+use crate::workspace_tests::{Suite, Totals, workspace_tests};
 
 #[derive(Args)]
-pub(crate) struct Ci {}
+pub(crate) struct Ci {
+    /// PostgreSQL majors to gate on, comma-separated (each needs `cargo xtask pg-image
+    /// --version <major>`): the whole suite runs on the first, the live-runner tests on
+    /// every other, and `migrate-test` on all of them. Default: the one image of the
+    /// environment.
+    #[arg(long, value_delimiter = ',')]
+    pg_versions: Vec<u32>,
+}
+
+/// The test binaries of the live runner (`app migrate`, `app verify`, the tenant-schema
+/// fan-out), run again on every further major.
+const LIVE_RUNNER_TESTS: &[&str] = &["live_runner", "live_runner_volume", "app_status"];
 
 impl Ci {
     pub(crate) fn run(self, _project: &Project<'_>) -> anyhow::Result<std::process::ExitCode> {
@@ -33,10 +44,69 @@ impl Ci {
             ])
             .context("cargo clippy found warnings")
         })?;
+        let missing: Vec<String> = self
+            .pg_versions
+            .iter()
+            .map(|major| crate::pg_image::tag_of(*major))
+            .filter(|image| !crate::provision::image_exists(image))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "--pg-versions needs the images {}, which this Docker engine lacks\nfix: `cargo xtask pg-image --version <major>` for each",
+            missing.join(", ")
+        );
         let mut totals = Totals::default();
-        step("workspace tests", || workspace_tests(&mut totals))?;
+        let first = self.pg_versions.first().copied();
+        let tested = step("workspace tests", || {
+            workspace_tests(
+                &mut totals,
+                &Suite {
+                    pg_major: first,
+                    cargo_args: Vec::new(),
+                },
+            )
+        })
+        .and_then(|()| {
+            for major in self.pg_versions.iter().skip(1) {
+                step(&format!("live-runner tests on PostgreSQL {major}"), || {
+                    // `--workspace` with test names, not `-p`: the same features as the
+                    // suite's build, so nothing is compiled again.
+                    let mut args = vec!["--workspace".to_string()];
+                    for test in LIVE_RUNNER_TESTS {
+                        args.extend(["--test".to_string(), test.to_string()]);
+                    }
+                    workspace_tests(
+                        &mut totals,
+                        &Suite {
+                            pg_major: Some(*major),
+                            cargo_args: args,
+                        },
+                    )
+                })?;
+            }
+            Ok(())
+        });
+        if let Err(error) = tested {
+            println!(
+                "ci: {} passed, {} failed",
+                totals.passed,
+                totals.failed.max(1)
+            );
+            return Err(error);
+        }
         step("migrate-test", || {
-            cmd!(sh, "{harness} migrate-test")
+            let versions = self
+                .pg_versions
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let versions = if versions.is_empty() {
+                Vec::new()
+            } else {
+                vec!["--pg-versions".to_string(), versions]
+            };
+            cmd!(sh, "{harness} migrate-test {versions...}")
                 .run()
                 .context("migrate-test failed")
         })?;

@@ -246,7 +246,10 @@ impl Release {
         run.gate("tenant-isolation", || isolation_gate(config, &reports));
         run.gate("workspace-tests", || {
             let mut totals = crate::workspace_tests::Totals::default();
-            crate::workspace_tests::workspace_tests(&mut totals)?;
+            crate::workspace_tests::workspace_tests(
+                &mut totals,
+                &crate::workspace_tests::Suite::default(),
+            )?;
             Ok(format!(
                 "{} passed, {} failed",
                 totals.passed, totals.failed

@@ -28,6 +28,8 @@ pub enum Resource {
         dir: tempfile::TempDir,
         database: std::path::PathBuf,
     },
+    /// Any other temporary folder (the test suite's client tool wrappers).
+    Folder(tempfile::TempDir),
 }
 
 #[derive(Default)]
@@ -84,7 +86,7 @@ async fn remove(resource: Resource) -> anyhow::Result<()> {
             cluster.stop();
             Ok(())
         }
-        Resource::SqliteDir { dir, .. } => {
+        Resource::SqliteDir { dir, .. } | Resource::Folder(dir) => {
             let path = dir.path().display().to_string();
             dir.close().with_context(|| format!("remove {path}"))
         }
@@ -124,6 +126,15 @@ fn keep_resource(resource: Resource) -> String {
                 "kept {}: sqlite3 {}   (remove: rm -rf {})",
                 path.display(),
                 database.display(),
+                path.display()
+            )
+        }
+        Resource::Folder(dir) => {
+            let path = dir.keep();
+            remember_kept(&path.display().to_string());
+            format!(
+                "kept {}   (remove: rm -rf {})",
+                path.display(),
                 path.display()
             )
         }

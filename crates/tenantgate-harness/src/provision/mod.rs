@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+pub(crate) use docker::image_exists;
 pub(crate) use janitor::temp_dir;
 pub use janitor::{Janitor, Resource};
 pub use local_cluster::{LocalCluster, find_bindir, free_port, server_user};
@@ -53,7 +54,10 @@ impl PgOptions {
         url: Option<&str>,
     ) -> PgOptions {
         let mut pg = PgOptions::from_env();
-        pg.choice = choice;
+        // `auto` is the flag's default: TENANTGATE_PG_PROVIDER then stands.
+        if choice != PgProviderChoice::Auto {
+            pg.choice = choice;
+        }
         if let Some(image) = image {
             pg.image = image.to_string();
         }
@@ -66,9 +70,22 @@ impl PgOptions {
         pg
     }
 
+    /// TENANTGATE_PG_PROVIDER (auto, container, url, local), TENANTGATE_PG_IMAGE and
+    /// TENANTGATE_PG_URL.
     pub fn from_env() -> PgOptions {
+        use clap::ValueEnum;
         PgOptions {
-            choice: PgProviderChoice::Auto,
+            choice: match std::env::var("TENANTGATE_PG_PROVIDER") {
+                Ok(choice) if !choice.trim().is_empty() => {
+                    PgProviderChoice::from_str(choice.trim(), true).unwrap_or_else(|_| {
+                        eprintln!(
+                            "warning: TENANTGATE_PG_PROVIDER={choice:?} is not one of auto, container, url, local: auto is used"
+                        );
+                        PgProviderChoice::Auto
+                    })
+                }
+                _ => PgProviderChoice::Auto,
+            },
             image: std::env::var("TENANTGATE_PG_IMAGE")
                 .unwrap_or_else(|_| DEFAULT_PG_IMAGE.to_string()),
             server_url: std::env::var("TENANTGATE_PG_URL")
