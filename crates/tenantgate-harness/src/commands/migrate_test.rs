@@ -251,7 +251,7 @@ fn version_agreement(majors: &[(u32, bool)]) -> Option<String> {
         return None;
     }
     Some(format!(
-        "schema text across PostgreSQL majors: {} read{} as the snapshot, {} read{} differently (diff above): the difference is the server's catalog, not the migrations'",
+        "schema text across PostgreSQL majors: {} read{} as the snapshot, {} read{} differently (diff above): the same migrations made a different schema on a different server, through its catalog or a migration that asks for the server's version",
         same.join(" and "),
         if same.len() == 1 { "s" } else { "" },
         differ.join(" and "),
