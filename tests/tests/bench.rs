@@ -11,6 +11,8 @@ fn small(only: Vec<Section>, dir: &tempfile::TempDir) -> Bench {
         rows: vec![500],
         schemas: vec![3],
         jobs: Some(2),
+        history: 10,
+        xtask: Some(env!("CARGO_BIN_EXE_bare_xtask").into()),
         pg_image: None,
         json: Some(dir.path().join("bench.json")),
     }
@@ -90,6 +92,39 @@ fn template_volume_and_tenant_sections_measure_real_databases_and_write_the_json
         "the verdict names the JSON it wrote: {}",
         results.verdict()
     );
+}
+
+/// A history of the app's migrations and ten generated ones passes `migrate-test`, timed,
+/// with each pass's cost per migration on each backend.
+#[test]
+fn the_history_section_times_migrate_test_of_a_generated_history_per_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = small(vec![Section::History], &dir);
+    let results = bench.run(&tenantgate_tests::demo_project()).unwrap();
+    let whole = results
+        .measurements
+        .iter()
+        .find(|m| m.section == Section::History)
+        .unwrap_or_else(|| panic!("{:#?}", results.measurements));
+    assert!(whole.name.contains("17 migrations"), "{}", whole.name);
+    assert_eq!(whole.stats.runs, 2);
+    assert_eq!(results.history.len(), 4, "{:#?}", results.history);
+    for pass in &results.history {
+        assert_eq!(pass.migrations, 17, "{pass:#?}");
+        assert!(
+            pass.seconds > 0.0 && pass.per_migration_ms > 0.0,
+            "{pass:#?}"
+        );
+    }
+    assert!(
+        results
+            .targets
+            .iter()
+            .any(|t| t.target.starts_with("migrate-test of 17 migrations")),
+        "{:#?}",
+        results.targets
+    );
+    assert!(results.render().contains("per migration"));
 }
 
 #[test]

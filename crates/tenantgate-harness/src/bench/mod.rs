@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the harness's speed, measured side by side in one run, printed as a
 //! table and written as JSON under `target/tenantgate/`.
 //!
-//! Six sections, each comparing the harness with the plain way of doing the same thing on
+//! Seven sections, each comparing the harness with the plain way of doing the same thing on
 //! the same server in the same run, so that the ratios hold on a noisy machine:
 //! - `provisioning`: a testcontainers container, an ephemeral local-binaries cluster, and
 //!   `CREATE DATABASE` on a running server, each from start to accepting connections;
@@ -14,13 +14,16 @@
 //! - `volume`: the rehearsal at generated volume, each migration's time and, on
 //!   PostgreSQL, how long it held its strongest lock;
 //! - `tenants`: `app migrate --tenant-schemas` over many schemas, with nothing pending and
-//!   with one trivial migration, one job against several.
+//!   with one trivial migration, one job against several;
+//! - `history`: `migrate-test` of the app's migrations plus 300 generated ones, both
+//!   backends, both passes, with each pass's cost per migration.
 //!
 //! Every database, container and file the bench creates is removed when it ends, also on
 //! failure and Ctrl-C.
 
 mod apply;
 mod end_to_end;
+mod history;
 mod provisioning;
 mod server;
 mod tenants;
@@ -50,6 +53,13 @@ pub struct Bench {
     /// Tenant schema counts in the tenants section, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1_000])]
     pub schemas: Vec<usize>,
+    /// Generated migrations after the app's own in the history section.
+    #[arg(long, default_value_t = 300)]
+    pub history: usize,
+    /// The xtask whose `migrate-test --config` the history section times [default: this
+    /// one]. (The tests hand it theirs: a test binary is no xtask.)
+    #[arg(long, hide = true)]
+    pub xtask: Option<PathBuf>,
     /// Parallel jobs of the `--jobs N` tenant runs [default: 2 per core].
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -71,6 +81,7 @@ pub enum Section {
     EndToEnd,
     Volume,
     Tenants,
+    History,
 }
 
 /// Median and spread of several timed runs.
@@ -155,6 +166,7 @@ pub struct Results {
     pub measurements: Vec<Measurement>,
     pub volume: Vec<volume::VolumeRun>,
     pub tenants: Vec<tenants::TenantRun>,
+    pub history: Vec<history::HistoryPass>,
     pub targets: Vec<TargetCheck>,
     pub skipped: Vec<Skipped>,
 }
@@ -280,6 +292,7 @@ impl Bench {
             measurements: Vec::new(),
             volume: Vec::new(),
             tenants: Vec::new(),
+            history: Vec::new(),
             targets: Vec::new(),
             skipped: Vec::new(),
         };
@@ -297,6 +310,9 @@ impl Bench {
         }
         if self.wants(Section::Tenants) {
             tenants::run(&context, &mut results).await?;
+        }
+        if self.wants(Section::History) {
+            history::run(&context, &mut results).await?;
         }
         results.seconds = started.elapsed().as_secs_f64();
         let path = self.json_path();
@@ -372,6 +388,10 @@ impl Results {
             out.push('\n');
             out.push_str(&tenants::render(&self.tenants));
         }
+        if !self.history.is_empty() {
+            out.push_str("\nlong history, per pass\n");
+            out.push_str(&history::render(&self.history));
+        }
         for skipped in &self.skipped {
             out.push_str(&format!(
                 "\n{}: skipped: {}\n",
@@ -423,6 +443,7 @@ fn section_title(section: Section) -> &'static str {
         Section::EndToEnd => "warm `cargo xtask migrate-test`, both backends",
         Section::Volume => "volume",
         Section::Tenants => "tenant schemas",
+        Section::History => "long history",
     }
 }
 
