@@ -238,12 +238,21 @@ impl Conn {
         schema: &crate::schema::Schema,
     ) -> anyhow::Result<std::collections::BTreeMap<String, Fingerprint>> {
         let mut fingerprints = std::collections::BTreeMap::new();
-        for (name, table) in &schema.tables {
-            let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-            if columns.is_empty() {
-                continue;
-            }
-            let fingerprint = match self {
+        let tables: Vec<(&String, Vec<&str>)> = schema
+            .tables
+            .iter()
+            .map(|(name, table)| {
+                (
+                    name,
+                    table.columns.iter().map(|c| c.name.as_str()).collect(),
+                )
+            })
+            .filter(|(_, columns): &(&String, Vec<&str>)| !columns.is_empty())
+            .collect();
+        // A query per batch of tables, not per table: the round trips were most of the
+        // cost. (SQLite allows 500 terms in one compound SELECT.)
+        for batch in tables.chunks(200) {
+            match self {
                 Conn::Postgres(c) => {
                     // Digests in the server: no row leaves it.
                     let digest = |expression: String| {
@@ -251,59 +260,88 @@ impl Conn {
                             "md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))"
                         )
                     };
-                    let mut select = vec![digest("t::text".to_string())];
-                    select.extend(columns.iter().map(|column| {
-                        digest(format!("coalesce(t.{}::text, E'\\\\N')", quote(column)))
-                    }));
-                    let sql = format!(
-                        "SELECT ARRAY[{}] FROM {} t",
-                        select.join(", "),
-                        quote_table(name)
-                    );
-                    let digests: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                        .fetch_one(&mut *c)
-                        .await
-                        .with_context(|| format!("fingerprint `{name}`"))?;
-                    Fingerprint::of(&columns, digests)
-                }
-                Conn::Sqlite(c) => {
-                    use sha2::Digest;
-                    let sql = format!(
-                        "SELECT {} FROM {}",
-                        columns
-                            .iter()
-                            .map(|column| format!("quote({})", quote(column)))
-                            .collect::<Vec<_>>()
-                            .join(" || char(31) || "),
-                        quote_table(name)
-                    );
-                    let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    let sql = batch
+                        .iter()
+                        .map(|(name, columns)| {
+                            let mut select = vec![digest("t::text".to_string())];
+                            select.extend(columns.iter().map(|column| {
+                                digest(format!("coalesce(t.{}::text, E'\\\\N')", quote(column)))
+                            }));
+                            format!(
+                                "SELECT {}::text, ARRAY[{}] FROM {} t",
+                                literal(name),
+                                select.join(", "),
+                                quote_table(name)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" UNION ALL ");
+                    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                         .fetch_all(&mut *c)
                         .await
-                        .with_context(|| format!("fingerprint `{name}`"))?;
-                    let hash = |mut values: Vec<String>| {
-                        values.sort();
-                        let mut hasher = sha2::Sha256::new();
-                        for value in values {
-                            hasher.update(value.as_bytes());
-                            hasher.update(b"\n");
-                        }
-                        format!("{:x}", hasher.finalize())
-                    };
-                    let mut digests = Vec::with_capacity(columns.len() + 1);
-                    let by_column: Vec<Vec<String>> = (0..columns.len())
-                        .map(|i| {
-                            rows.iter()
-                                .map(|row| row.split('\u{1f}').nth(i).unwrap_or("").to_string())
-                                .collect()
-                        })
-                        .collect();
-                    digests.push(hash(std::mem::take(&mut rows)));
-                    digests.extend(by_column.into_iter().map(hash));
-                    Fingerprint::of(&columns, digests)
+                        .context("fingerprint the tables")?;
+                    let mut by_table: std::collections::BTreeMap<String, Vec<String>> =
+                        rows.into_iter().collect();
+                    for (name, columns) in batch {
+                        let digests = by_table.remove(name.as_str()).unwrap_or_default();
+                        fingerprints.insert((*name).clone(), Fingerprint::of(columns, digests));
+                    }
                 }
-            };
-            fingerprints.insert(name.clone(), fingerprint);
+                Conn::Sqlite(c) => {
+                    let sql = batch
+                        .iter()
+                        .map(|(name, columns)| {
+                            format!(
+                                "SELECT {}, {} FROM {}",
+                                literal(name),
+                                columns
+                                    .iter()
+                                    .map(|column| format!("quote({})", quote(column)))
+                                    .collect::<Vec<_>>()
+                                    .join(" || char(31) || "),
+                                quote_table(name)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" UNION ALL ");
+                    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut *c)
+                        .await
+                        .context("fingerprint the tables")?;
+                    let mut by_table: std::collections::BTreeMap<&str, Vec<String>> = batch
+                        .iter()
+                        .map(|(name, _)| (name.as_str(), Vec::new()))
+                        .collect();
+                    for (table, row) in rows {
+                        if let Some(rows) = by_table.get_mut(table.as_str()) {
+                            rows.push(row);
+                        }
+                    }
+                    // Each digest is the sum of its values' hashes: the same for the same
+                    // multiset of values in any order, with nothing to sort.
+                    let hash = |value: &str| {
+                        use std::hash::{Hash, Hasher};
+                        let mut hasher = std::hash::DefaultHasher::new();
+                        value.hash(&mut hasher);
+                        u128::from(hasher.finish())
+                    };
+                    for (name, columns) in batch {
+                        let rows = by_table.remove(name.as_str()).unwrap_or_default();
+                        let mut sums = vec![0u128; columns.len() + 1];
+                        for row in &rows {
+                            sums[0] = sums[0].wrapping_add(hash(row));
+                            for (i, value) in row.split('\u{1f}').enumerate().take(columns.len()) {
+                                sums[i + 1] = sums[i + 1].wrapping_add(hash(value));
+                            }
+                        }
+                        let digests = sums
+                            .iter()
+                            .map(|sum| format!("{sum:032x}:{}", rows.len()))
+                            .collect();
+                        fingerprints.insert((*name).clone(), Fingerprint::of(columns, digests));
+                    }
+                }
+            }
         }
         Ok(fingerprints)
     }

@@ -481,13 +481,17 @@ impl Rehearsal<'_, '_> {
                 "baseline: {range} adopted history: not linted, not reversed, the steps between them not checked"
             ));
         }
+        // The database as it is now, when it was read after the last step and nothing has
+        // changed it since: the state before the next migration, read once per step, not
+        // once before and once after.
+        let mut current: Option<reversibility::State> = None;
         for migration in &migrations {
             let file = self.set.file(migration.version, true);
             let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
-            let before = if reverse {
-                Some(self.state().await?)
-            } else {
-                None
+            let before = match (reverse, current.take()) {
+                (true, Some(state)) => Some(state),
+                (true, None) => Some(self.state().await?),
+                (false, _) => None,
             };
             self.apply(migration, &file).await?;
             if let Some(before) = before {
@@ -507,13 +511,28 @@ impl Rehearsal<'_, '_> {
             }
             self.note_tables(&file).await?;
             self.dangling_foreign_keys(&file).await;
-            self.check_step(migration.version, &file).await?;
-            if self
+            let seeds = self
                 .config
                 .fixtures
                 .as_ref()
-                .is_some_and(|f| f.seed_at_version == migration.version)
-            {
+                .is_some_and(|f| f.seed_at_version == migration.version);
+            let checked = self.checks_step(migration.version);
+            // Read once for both: the rules of this step, and the next reversal's "before"
+            // (unless the fixture changes the rows in between).
+            let after = if self.options.reversibility && !seeds {
+                Some(self.state().await?)
+            } else {
+                None
+            };
+            if checked {
+                let schema = match &after {
+                    Some(state) => state.read.clone(),
+                    None => self.schema(&format!("after {file}")).await?,
+                };
+                self.check_step(&file, &schema).await;
+            }
+            current = after;
+            if seeds {
                 self.seed(migration.version).await?;
             }
         }
@@ -678,17 +697,17 @@ impl Rehearsal<'_, '_> {
 
     /// The static isolation rules after an intermediate migration: the app may be
     /// deployed between a migration that opens a gap and the one that closes it.
-    async fn check_step(&mut self, version: i64, file: &str) -> Result<(), Failure> {
-        if version < self.config.tenancy.isolated_from_version || self.config.in_baseline(version) {
-            return Ok(());
-        }
-        let schema = self.schema(&format!("after {file}")).await?;
-        self.note_functions(&schema);
+    fn checks_step(&self, version: i64) -> bool {
+        version >= self.config.tenancy.isolated_from_version && !self.config.in_baseline(version)
+    }
+
+    async fn check_step(&mut self, file: &str, schema: &Schema) {
+        self.note_functions(schema);
         self.checked_steps.push(file.to_string());
         let created_by = self.created_by.clone();
         let config = self.config;
         let outcomes =
-            checks::static_isolation_rules(self.conn(), config, &schema, &created_by).await;
+            checks::static_isolation_rules(self.conn(), config, schema, &created_by).await;
         for outcome in outcomes {
             for failure in outcome.failures {
                 self.step_failures.push(StepFailure {
@@ -699,7 +718,6 @@ impl Rehearsal<'_, '_> {
             }
         }
         self.report.isolation_steps_checked += 1;
-        Ok(())
     }
 
     /// Loads the fixture (and `--rows` generated rows) after the migration of `version`.

@@ -25,6 +25,8 @@ const DIFF_LINES: usize = 60;
 /// The schema text, the row count of every table, and what every table holds (digests of
 /// its rows and of each column's values).
 pub struct State {
+    /// The schema as read, for the rules that judge the step too.
+    pub read: Schema,
     schema: String,
     counts: BTreeMap<String, i64>,
     contents: BTreeMap<String, Fingerprint>,
@@ -45,6 +47,7 @@ impl State {
             .map_err(|error| Failure::new(format!("{error:#}")))?;
         Ok(State {
             schema: schema.render(),
+            read: schema,
             counts,
             contents,
         })

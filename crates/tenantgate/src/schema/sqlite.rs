@@ -8,15 +8,22 @@ use sqlx::SqliteConnection;
 
 use super::{Check, Column, ForeignKey, Index, Key, Schema, Table};
 
+// Every table at once: the pragmas as table-valued functions joined with the schema
+// table, one query each (a query per table and pragma was most of a rehearsal's time).
 const TABLES: &str = "SELECT name, sql FROM sqlite_schema \
      WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> $1 ORDER BY name";
-const COLUMNS: &str =
-    "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info($1) ORDER BY cid";
-const FOREIGN_KEYS: &str = "SELECT id, \"from\", \"table\", \"to\", on_delete FROM pragma_foreign_key_list($1) ORDER BY id, seq";
-const INDEXES: &str =
-    "SELECT name, \"unique\", origin, partial FROM pragma_index_list($1) ORDER BY name";
-const INDEX_COLUMNS: &str =
-    "SELECT coalesce(name, '<expression>') FROM pragma_index_info($1) ORDER BY seqno";
+const COLUMNS: &str = "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
+     FROM sqlite_schema m, pragma_table_info(m.name) p \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.cid";
+const FOREIGN_KEYS: &str = "SELECT m.name, p.id, p.\"from\", p.\"table\", p.\"to\", p.on_delete \
+     FROM sqlite_schema m, pragma_foreign_key_list(m.name) p \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.id, p.seq";
+const INDEXES: &str = "SELECT m.name, p.name, p.\"unique\", p.origin, p.partial \
+     FROM sqlite_schema m, pragma_index_list(m.name) p \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.name";
+const INDEX_COLUMNS: &str = "SELECT i.name, coalesce(p.name, '<expression>') \
+     FROM sqlite_schema m, pragma_index_list(m.name) i, pragma_index_info(i.name) p \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY i.name, p.seqno";
 const TRIGGERS: &str =
     "SELECT tbl_name, name, sql FROM sqlite_schema WHERE type = 'trigger' ORDER BY tbl_name, name";
 
@@ -24,42 +31,73 @@ pub(super) async fn read(
     conn: &mut SqliteConnection,
     migrations_table: &str,
 ) -> anyhow::Result<Schema> {
+    use std::collections::BTreeMap;
     let mut schema = Schema::default();
     let tables: Vec<(String, String)> = sqlx::query_as(TABLES)
         .bind(migrations_table)
         .fetch_all(&mut *conn)
         .await?;
-    for (name, sql) in tables {
-        let mut table = Table::default();
-        let columns: Vec<(String, String, bool, Option<String>, i64)> = sqlx::query_as(COLUMNS)
-            .bind(&name)
+    let columns: Vec<(String, String, String, bool, Option<String>, i64)> = sqlx::query_as(COLUMNS)
+        .bind(migrations_table)
+        .fetch_all(&mut *conn)
+        .await?;
+    let foreign_keys: Vec<(String, i64, String, String, Option<String>, String)> =
+        sqlx::query_as(FOREIGN_KEYS)
+            .bind(migrations_table)
             .fetch_all(&mut *conn)
             .await?;
-        let mut primary_key: Vec<(i64, String)> = Vec::new();
-        for (column, data_type, not_null, default, pk_position) in columns {
-            if pk_position > 0 {
-                primary_key.push((pk_position, column.clone()));
-            }
-            table.columns.push(Column {
-                name: column,
-                data_type: data_type.to_lowercase(),
-                not_null,
-                default,
-                identity: None,
-                generated: false,
-            });
+    let indexes: Vec<(String, String, bool, String, bool)> = sqlx::query_as(INDEXES)
+        .bind(migrations_table)
+        .fetch_all(&mut *conn)
+        .await?;
+    let index_columns: Vec<(String, String)> = sqlx::query_as(INDEX_COLUMNS)
+        .bind(migrations_table)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut columns_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (index, column) in index_columns {
+        columns_of.entry(index).or_default().push(column);
+    }
+    for (name, sql) in tables {
+        let table = Table {
+            checks: checks_of(&name, &sql)?,
+            ..Table::default()
+        };
+        schema.tables.insert(name, table);
+    }
+    let mut primary_keys: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for (name, column, data_type, not_null, default, pk_position) in columns {
+        let Some(table) = schema.tables.get_mut(&name) else {
+            continue;
+        };
+        if pk_position > 0 {
+            primary_keys
+                .entry(name.clone())
+                .or_default()
+                .push((pk_position, column.clone()));
         }
+        table.columns.push(Column {
+            name: column,
+            data_type: data_type.to_lowercase(),
+            not_null,
+            default,
+            identity: None,
+            generated: false,
+        });
+    }
+    for (name, mut primary_key) in primary_keys {
         primary_key.sort();
-        table.primary_key = primary_key.into_iter().map(|(_, column)| column).collect();
-
-        let foreign_keys: Vec<(i64, String, String, Option<String>, String)> =
-            sqlx::query_as(FOREIGN_KEYS)
-                .bind(&name)
-                .fetch_all(&mut *conn)
-                .await?;
-        let mut by_id: std::collections::BTreeMap<i64, ForeignKey> = Default::default();
-        for (id, from, parent, to, on_delete) in foreign_keys {
-            let fk = by_id.entry(id).or_insert_with(|| ForeignKey {
+        if let Some(table) = schema.tables.get_mut(&name) {
+            table.primary_key = primary_key.into_iter().map(|(_, column)| column).collect();
+        }
+    }
+    let mut by_table: BTreeMap<String, BTreeMap<i64, ForeignKey>> = BTreeMap::new();
+    for (name, id, from, parent, to, on_delete) in foreign_keys {
+        let fk = by_table
+            .entry(name)
+            .or_default()
+            .entry(id)
+            .or_insert_with(|| ForeignKey {
                 name: None,
                 columns: Vec::new(),
                 referenced_table: parent,
@@ -67,42 +105,40 @@ pub(super) async fn read(
                 on_delete: (on_delete != "NO ACTION").then(|| on_delete.to_lowercase()),
                 validated: true,
             });
-            fk.columns.push(from);
-            fk.referenced_columns.push(to.unwrap_or_default());
-        }
-        table.foreign_keys = by_id.into_values().collect();
-        // pragma ids follow declaration order in reverse; sort for a text that depends
-        // only on what the keys are.
-        table.foreign_keys.sort_by(|a, b| {
-            (&a.columns, &a.referenced_table).cmp(&(&b.columns, &b.referenced_table))
-        });
-
-        let indexes: Vec<(String, bool, String, bool)> = sqlx::query_as(INDEXES)
-            .bind(&name)
-            .fetch_all(&mut *conn)
-            .await?;
-        for (index, unique, origin, partial) in indexes {
-            let columns: Vec<String> = sqlx::query_scalar(INDEX_COLUMNS)
-                .bind(&index)
-                .fetch_all(&mut *conn)
-                .await?;
-            if origin == "u" {
-                table.uniques.push(Key {
-                    name: None,
-                    columns: columns.clone(),
-                });
-            }
-            table.indexes.push(Index {
-                name: index,
-                columns,
-                unique,
-                backs_constraint: origin != "c",
-                partial,
+        fk.columns.push(from);
+        fk.referenced_columns.push(to.unwrap_or_default());
+    }
+    for (name, keys) in by_table {
+        if let Some(table) = schema.tables.get_mut(&name) {
+            table.foreign_keys = keys.into_values().collect();
+            // pragma ids follow declaration order in reverse; sort for a text that
+            // depends only on what the keys are.
+            table.foreign_keys.sort_by(|a, b| {
+                (&a.columns, &a.referenced_table).cmp(&(&b.columns, &b.referenced_table))
             });
         }
+    }
+    for (name, index, unique, origin, partial) in indexes {
+        let Some(table) = schema.tables.get_mut(&name) else {
+            continue;
+        };
+        let columns = columns_of.get(&index).cloned().unwrap_or_default();
+        if origin == "u" {
+            table.uniques.push(Key {
+                name: None,
+                columns: columns.clone(),
+            });
+        }
+        table.indexes.push(Index {
+            name: index,
+            columns,
+            unique,
+            backs_constraint: origin != "c",
+            partial,
+        });
+    }
+    for table in schema.tables.values_mut() {
         table.uniques.sort_by(|a, b| a.columns.cmp(&b.columns));
-        table.checks = checks_of(&name, &sql)?;
-        schema.tables.insert(name, table);
     }
     let triggers: Vec<(String, String, String)> =
         sqlx::query_as(TRIGGERS).fetch_all(&mut *conn).await?;
@@ -114,8 +150,26 @@ pub(super) async fn read(
     Ok(schema)
 }
 
-/// The CHECK constraints of a CREATE TABLE statement, named ones by name.
+/// The CHECK constraints of a CREATE TABLE statement, named ones by name. A rehearsal
+/// reads the same definitions after every migration: each is parsed once.
 fn checks_of(table: &str, sql: &str) -> anyhow::Result<Vec<Check>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static PARSED: OnceLock<Mutex<HashMap<String, Vec<Check>>>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(Default::default);
+    if let Some(checks) = parsed.lock().unwrap_or_else(|e| e.into_inner()).get(sql) {
+        return Ok(checks.clone());
+    }
+    let checks = parse_checks(table, sql)?;
+    let mut parsed = parsed.lock().unwrap_or_else(|e| e.into_inner());
+    if parsed.len() > 10_000 {
+        parsed.clear();
+    }
+    parsed.insert(sql.to_string(), checks.clone());
+    Ok(checks)
+}
+
+fn parse_checks(table: &str, sql: &str) -> anyhow::Result<Vec<Check>> {
     let statements = Parser::parse_sql(&SQLiteDialect {}, sql).map_err(|error| {
         anyhow::format_err!("parse the definition of SQLite table `{table}`: {error}")
     })?;
