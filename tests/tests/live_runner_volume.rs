@@ -92,3 +92,38 @@ async fn postgres_backup_apply_verify_and_rollback_at_volume() -> anyhow::Result
 async fn sqlite_backup_apply_verify_and_rollback_at_volume() -> anyhow::Result<()> {
     at_volume(Backend::Sqlite).await
 }
+
+/// Introspection turns JIT and parallel workers off for its catalog queries (they cost
+/// more than they save on a catalog of a thousand schemas) and gives the connection its
+/// own settings back: the live runner applies the next migration on it.
+#[tokio::test]
+async fn introspection_leaves_the_sessions_planner_settings_as_they_were() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let mut conn = tenantgate::db::Conn::connect(Backend::Postgres, &database.url).await?;
+        let tenantgate::db::Conn::Postgres(pg) = &mut conn else {
+            unreachable!("a PostgreSQL connection")
+        };
+        sqlx::raw_sql("SET jit = on; SET max_parallel_workers_per_gather = 3")
+            .execute(&mut *pg)
+            .await?;
+        let schema = tenantgate::schema::Schema::read(
+            &mut conn,
+            "_sqlx_migrations",
+            &tenantgate::db::Scope::Database,
+        )
+        .await?;
+        assert!(schema.tables.is_empty(), "a fresh database has no table");
+        let tenantgate::db::Conn::Postgres(pg) = &mut conn else {
+            unreachable!("a PostgreSQL connection")
+        };
+        let (jit, workers): (String, String) = sqlx::query_as(
+            "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')",
+        )
+        .fetch_one(&mut *pg)
+        .await?;
+        assert_eq!((jit.as_str(), workers.as_str()), ("on", "3"));
+        conn.close().await;
+        Ok(())
+    })
+    .await
+}

@@ -228,7 +228,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND (SELECT count(*) FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') = 0
   AND has_schema_privilege($1, n.oid, 'USAGE')
   AND has_column_privilege($1, c.oid, a.attnum, 'SELECT')
 GROUP BY n.nspname, c.relname, c.relkind
@@ -247,7 +247,7 @@ JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.prokind = 'f'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
   AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  AND (SELECT count(*) FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') = 0
   AND NOT EXISTS (SELECT 1 FROM unnest(p.proargtypes::oid[]) AS a(type) JOIN pg_type t ON t.oid = a.type
                   WHERE t.typtype = 'p' AND t.typname NOT IN ('anyelement', 'anynonarray', 'anycompatible', 'anycompatiblenonarray'))
   AND has_schema_privilege($1, n.oid, 'USAGE')

@@ -31,24 +31,35 @@ impl RoleFacts {
         role: &str,
         scope: &Scope,
     ) -> anyhow::Result<RoleFacts> {
+        // The relations and functions in scope are found first (MATERIALIZED: the planner
+        // may not fold the privilege functions into the catalog scans), so that each
+        // privilege is asked of those only, not of every relation of every schema: with a
+        // thousand tenant schemas that made this query half a second per schema.
         let sql = format!(
-            "SELECT r.rolsuper, r.rolbypassrls,
-                    ARRAY(SELECT {TABLE_NAME_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE {filter} AND c.relkind IN ('r', 'p') AND pg_has_role(r.oid, c.relowner, 'MEMBER')
-                          ORDER BY 1),
+            "WITH relations AS MATERIALIZED (
+                 SELECT c.oid, c.relkind, c.relowner, {TABLE_NAME_SQL} AS name
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n WHERE {filter})
+                   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')),
+             functions AS MATERIALIZED (
+                 SELECT p.oid, CASE WHEN n.nspname = current_schema() THEN '' ELSE n.nspname || '.' END
+                               || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE {filter})
+             SELECT r.rolsuper, r.rolbypassrls,
+                    ARRAY(SELECT name FROM relations
+                          WHERE relkind IN ('r', 'p') AND pg_has_role(r.oid, relowner, 'MEMBER') ORDER BY 1),
                     ARRAY(SELECT m.rolname::text FROM pg_roles m
                           WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') ORDER BY 1),
                     ARRAY(SELECT m.rolname::text FROM pg_roles m
                           WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')
                             AND (m.rolsuper OR m.rolbypassrls) ORDER BY 1),
-                    ARRAY(SELECT {TABLE_NAME_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE {filter} AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                            AND has_table_privilege(r.oid, c.oid, 'SELECT') ORDER BY 1),
-                    ARRAY(SELECT CASE WHEN n.nspname = current_schema() THEN '' ELSE n.nspname || '.' END
-                                 || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'
-                          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                          WHERE {filter} AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
-                            AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+                    ARRAY(SELECT name FROM relations
+                          WHERE has_table_privilege(r.oid, oid, 'SELECT') ORDER BY 1),
+                    ARRAY(SELECT f.name FROM functions f
+                          WHERE has_function_privilege(r.oid, f.oid, 'EXECUTE')
+                            AND (SELECT count(*) FROM pg_depend d
+                                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = f.oid AND d.deptype = 'e') = 0
                           ORDER BY 1)
              FROM pg_roles r WHERE r.rolname = $1",
             filter = schema_filter(scope)

@@ -185,7 +185,10 @@ impl Schema {
         schemas: &[String],
         migrations_table: &str,
     ) -> anyhow::Result<std::collections::BTreeMap<String, Schema>> {
-        postgres::read_many(conn, schemas, migrations_table).await
+        let table_name = migrations_table
+            .rsplit_once('.')
+            .map_or(migrations_table, |(_, table)| table);
+        postgres::read_many(conn, schemas, table_name).await
     }
 
     /// The text the snapshots hold.
