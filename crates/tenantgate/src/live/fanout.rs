@@ -305,6 +305,23 @@ pub async fn migrate_schemas(
             return report;
         }
     }
+    // Every pending schema's text before it is migrated, a few hundred per pass over the
+    // catalogs: read one schema at a time, each run scanned catalogs that hold every
+    // schema's objects, twice.
+    let before_texts = if options.dry_run || schemas.is_empty() {
+        BTreeMap::new()
+    } else {
+        match schema_texts(source, base, &schemas).await {
+            Ok(texts) => texts,
+            Err(error) => {
+                report.error = Some(format!(
+                    "read the tenant schemas before migrating them, nothing was migrated: {error:#}"
+                ));
+                report.seconds = started.elapsed().as_secs_f64();
+                return report;
+            }
+        }
+    };
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -330,6 +347,7 @@ pub async fn migrate_schemas(
             };
             let options = Options {
                 shared_backup: shared.get(schema).cloned(),
+                before_schema: before_texts.get(schema).cloned(),
                 ..schema_options.clone()
             };
             let run: Report = super::migrate(source, config, &target, &options, &mut say).await;
@@ -472,6 +490,34 @@ async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String
     .context("list the tenant schemas")?;
     conn.close().await;
     Ok(schemas)
+}
+
+/// The schema text of each of `schemas`, read in batches of [`READ_BATCH`].
+async fn schema_texts(
+    source: &Source<'_>,
+    base: &Target,
+    schemas: &[String],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut conn = base.connect(false).await?;
+    let Conn::Postgres(pg) = &mut conn else {
+        anyhow::bail!("--tenant-schemas needs PostgreSQL");
+    };
+    let mut texts = BTreeMap::new();
+    for batch in schemas.chunks(READ_BATCH) {
+        let read = Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await;
+        let mut read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                conn.close().await;
+                return Err(error);
+            }
+        };
+        for name in batch {
+            texts.insert(name.clone(), read.remove(name).unwrap_or_default().render());
+        }
+    }
+    conn.close().await;
+    Ok(texts)
 }
 
 /// Every schema's text and its fingerprint (sha256), by schema.

@@ -174,6 +174,11 @@ pub struct Options {
     /// A dump that already holds this target (a fan-out takes one for all its schemas):
     /// the run takes no backup of its own and restores its part of this one on failure.
     pub shared_backup: Option<Arc<backup::SharedBackup>>,
+    /// The target's schema text before the run, when a fan-out read it with many others in
+    /// one pass over the catalogs (after its shared backup, before this run): the run then
+    /// does not read it again. A change in between makes a rollback's comparison fail,
+    /// never pass.
+    pub before_schema: Option<String>,
 }
 
 impl Default for Options {
@@ -194,6 +199,7 @@ impl Default for Options {
             interrupted: Arc::new(AtomicBool::new(false)),
             applying_backend: Arc::new(std::sync::atomic::AtomicI32::new(0)),
             shared_backup: None,
+            before_schema: None,
         }
     }
 }
@@ -603,7 +609,13 @@ impl<'r> Run<'r, '_> {
         self.report.to_version = plan.current;
         let pending = plan.pending.clone();
         if !self.options.dry_run && !pending.is_empty() {
-            checks.push(if self.options.backup {
+            checks.push(if let Some(shared) = &self.options.shared_backup {
+                // The fan-out took it before any schema was migrated.
+                Check::pass(
+                    "backup space",
+                    format!("backed up already, in {}", shared.info.path),
+                )
+            } else if self.options.backup {
                 backup_room(self.conn, &self.options.backup_dir).await
             } else {
                 Check::skip("backup space", "--no-backup: no backup will be taken")
@@ -866,9 +878,12 @@ impl<'r> Run<'r, '_> {
                 backup::row_counts(self.conn).await?
             }
         };
-        let schema = verify::read_schema(self.conn, self.source, &self.scope)
-            .await?
-            .render();
+        let schema = match &self.options.before_schema {
+            Some(text) => text.clone(),
+            None => verify::read_schema(self.conn, self.source, &self.scope)
+                .await?
+                .render(),
+        };
         self.inject("migrate::after-backup").await;
         Ok(Some(Before { counts, schema }))
     }
