@@ -516,7 +516,10 @@ pub async fn backup_schemas(
     let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut snapshot)
         .await?;
-    let counts = schema_row_counts(&mut snapshot, schemas).await;
+    // The rows are counted in the snapshot by a session of its own, which ends before
+    // pg_dump starts: the counts lock every table and index they read until their
+    // transaction ends, and pg_dump then needs the lock table's slots for its own.
+    let counts = counted_in_snapshot(base, &id, schemas).await;
     let mut args = vec![
         "--format=custom".to_string(),
         "--no-password".to_string(),
@@ -555,9 +558,31 @@ pub async fn backup_schemas(
     })
 }
 
+/// The row counts of `schemas` in the exported snapshot `id`, by a session that ends
+/// when they are read (and with it the locks they took).
+async fn counted_in_snapshot(
+    base: &Target,
+    id: &str,
+    schemas: &[String],
+) -> anyhow::Result<BTreeMap<String, Counts>> {
+    let mut conn = PgConnection::connect_with(&base.pg_options()?)
+        .await
+        .context("open a session to count the rows in the backup snapshot")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        crate::db::literal(id)
+    )))
+    .execute(&mut conn)
+    .await?;
+    let counts = schema_row_counts(&mut conn, schemas).await;
+    let _ = sqlx::raw_sql("COMMIT").execute(&mut conn).await;
+    let _ = conn.close().await;
+    counts
+}
+
 /// `schemas` split into as few dumps as the server's shared lock table allows: a dump
-/// (and the row counts in its snapshot) locks every relation it holds until it ends, and
-/// the table has `max_locks_per_transaction × (max_connections + max_prepared_transactions)`
+/// locks every table it holds until it ends (pg_dump locks tables, not their indexes or
+/// sequences), and the table has `max_locks_per_transaction × (max_connections + max_prepared_transactions)`
 /// slots for every session together. A quarter of them is left to one dump.
 pub async fn dump_batches(base: &Target, schemas: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
     let mut conn = PgConnection::connect_with(&base.pg_options()?)
@@ -567,7 +592,7 @@ pub async fn dump_batches(base: &Target, schemas: &[String]) -> anyhow::Result<V
         "SELECT current_setting('max_locks_per_transaction')::bigint * \
                 (current_setting('max_connections')::bigint + current_setting('max_prepared_transactions')::bigint), \
                 (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'S', 'v', 'm'))",
+                 WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p'))",
     )
     .bind(schemas)
     .fetch_one(&mut conn)
