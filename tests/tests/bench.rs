@@ -11,6 +11,7 @@ fn small(only: Vec<Section>, dir: &tempfile::TempDir) -> Bench {
         rows: vec![500],
         schemas: vec![3],
         jobs: Some(2),
+        tenant_jobs: Vec::new(),
         history: 10,
         xtask: Some(env!("CARGO_BIN_EXE_bare_xtask").into()),
         pg_image: None,

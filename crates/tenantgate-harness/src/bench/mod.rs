@@ -63,6 +63,10 @@ pub struct Bench {
     /// Parallel jobs of the `--jobs N` tenant runs [default: 2 per core].
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Only these `--jobs` values in the tenants section, comma-separated [default: 1 and
+    /// `--jobs`].
+    #[arg(long, value_delimiter = ',')]
+    pub tenant_jobs: Vec<usize>,
     /// PostgreSQL image for testcontainers [env: TENANTGATE_PG_IMAGE, default: postgres:15].
     #[arg(long)]
     pub pg_image: Option<String>,
@@ -245,6 +249,10 @@ impl Bench {
         anyhow::ensure!(
             self.rows.iter().all(|&rows| rows > 0),
             "--rows takes positive row counts, e.g. --rows 10000,100000"
+        );
+        anyhow::ensure!(
+            self.jobs != Some(0) && !self.tenant_jobs.contains(&0),
+            "--jobs and --tenant-jobs take positive job counts, e.g. --tenant-jobs 1,4"
         );
         anyhow::ensure!(
             self.schemas.iter().all(|&schemas| schemas > 0),
