@@ -55,14 +55,18 @@ pub(crate) async fn create_throwaway_database(
     };
     check_privileges(&mut admin, &address).await?;
     sweep_leftover_databases(&mut admin).await;
+    // The clock alone is not enough: two tests of one binary asking in the same tick
+    // (a virtual machine's clock can be coarse) got the same name.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
-        "{NAME_PREFIX}{}_{}_{}",
+        "{NAME_PREFIX}{}_{}_{}_{}",
         host_tag(),
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
-            .as_nanos()
+            .as_nanos(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
@@ -149,7 +153,7 @@ async fn sweep_leftover_databases(admin: &mut PgConnection) {
             .unwrap_or_default();
     let host = host_tag();
     for name in names {
-        // Only this machine's: `tenantgate_<host>_<pid>_<nanos>` with our host.
+        // Only this machine's: `tenantgate_<host>_<pid>_<nanos>_<n>` with our host.
         let mut parts = name
             .strip_prefix(NAME_PREFIX)
             .unwrap_or_default()
