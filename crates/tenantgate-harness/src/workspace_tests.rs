@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -120,7 +120,7 @@ async fn shared_server(
 fn client_tools(major: u32, image: &str, janitor: &Janitor) -> anyhow::Result<Option<PathBuf>> {
     let have = tenantgate::live::backup::pg_tool("pg_dump", None, major)
         .ok()
-        .and_then(|path| tool_version(&path))
+        .and_then(|path| tenantgate::live::backup::tool_major(&path))
         .is_some_and(|found| found == major);
     if have {
         return Ok(None);
@@ -148,21 +148,6 @@ fn client_tools(major: u32, image: &str, janitor: &Janitor) -> anyhow::Result<Op
         "tests: pg_dump, pg_restore and psql {major} run from {image} (this machine has no client that new)"
     );
     Ok(Some(path))
-}
-
-fn tool_version(path: &Path) -> Option<u32> {
-    let output = std::process::Command::new(path)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split(") ")
-        .nth(1)?
-        .split(['.', ' '])
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// `cargo test`, echoing its output and adding up its `test result:` lines.

@@ -121,7 +121,8 @@ fn pick_tool(found: &[(PathBuf, u32)], server_major: u32) -> Option<PathBuf> {
         .map(|(path, _)| path.clone())
 }
 
-fn tool_major(path: &Path) -> Option<u32> {
+/// The major version a PostgreSQL client tool (`pg_dump --version`) reports.
+pub fn tool_major(path: &Path) -> Option<u32> {
     let output = std::process::Command::new(path)
         .arg("--version")
         .output()
