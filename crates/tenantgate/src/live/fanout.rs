@@ -492,32 +492,47 @@ async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String
     Ok(schemas)
 }
 
-/// The schema text of each of `schemas`, read in batches of [`READ_BATCH`].
+/// Each of `schemas` (a missing one as empty), read in batches of [`READ_BATCH`] on one
+/// connection: each batch takes one pass over the catalogs.
+async fn read_schemas(
+    source: &Source<'_>,
+    base: &Target,
+    schemas: &[String],
+) -> anyhow::Result<BTreeMap<String, Schema>> {
+    let mut conn = base.connect(false).await?;
+    let Conn::Postgres(pg) = &mut conn else {
+        anyhow::bail!("--tenant-schemas needs PostgreSQL");
+    };
+    let mut all = BTreeMap::new();
+    let mut read = anyhow::Ok(());
+    for batch in schemas.chunks(READ_BATCH) {
+        match Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await {
+            Ok(mut schemas) => {
+                for name in batch {
+                    all.insert(name.clone(), schemas.remove(name).unwrap_or_default());
+                }
+            }
+            Err(error) => {
+                read = Err(error);
+                break;
+            }
+        }
+    }
+    conn.close().await;
+    read.map(|()| all)
+}
+
+/// The schema text of each of `schemas`.
 async fn schema_texts(
     source: &Source<'_>,
     base: &Target,
     schemas: &[String],
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut conn = base.connect(false).await?;
-    let Conn::Postgres(pg) = &mut conn else {
-        anyhow::bail!("--tenant-schemas needs PostgreSQL");
-    };
-    let mut texts = BTreeMap::new();
-    for batch in schemas.chunks(READ_BATCH) {
-        let read = Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await;
-        let mut read = match read {
-            Ok(read) => read,
-            Err(error) => {
-                conn.close().await;
-                return Err(error);
-            }
-        };
-        for name in batch {
-            texts.insert(name.clone(), read.remove(name).unwrap_or_default().render());
-        }
-    }
-    conn.close().await;
-    Ok(texts)
+    Ok(read_schemas(source, base, schemas)
+        .await?
+        .into_iter()
+        .map(|(name, schema)| (name, schema.render()))
+        .collect())
 }
 
 /// Every schema's text and its fingerprint (sha256), by schema.
@@ -539,23 +554,13 @@ async fn fingerprints(
     let mut read: BTreeMap<String, String> = BTreeMap::new();
     let mut by_fingerprint: BTreeMap<String, Schema> = BTreeMap::new();
     if !unread.is_empty() {
-        let mut conn = base.connect(false).await?;
-        let Conn::Postgres(pg) = &mut conn else {
-            anyhow::bail!("--tenant-schemas needs PostgreSQL");
-        };
-        for batch in unread.chunks(READ_BATCH) {
-            let mut schemas =
-                Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await?;
-            for name in batch {
-                let schema = schemas.remove(name).unwrap_or_default();
-                let text = schema.render();
-                by_fingerprint
-                    .entry(crate::manifest::sha256_hex(text.as_bytes()))
-                    .or_insert(schema);
-                read.insert(name.clone(), text);
-            }
+        for (name, schema) in read_schemas(source, base, &unread).await? {
+            let text = schema.render();
+            by_fingerprint
+                .entry(crate::manifest::sha256_hex(text.as_bytes()))
+                .or_insert(schema);
+            read.insert(name, text);
         }
-        conn.close().await;
     }
     let mut texts = BTreeMap::new();
     for (outcome, text) in results.iter_mut() {
