@@ -86,12 +86,9 @@ async fn migrate_test(context: &Context<'_>) -> anyhow::Result<Duration> {
         .context("run cargo xtask migrate-test")?;
     let took = started.elapsed();
     if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let tail: Vec<&str> = stdout.lines().rev().take(15).collect();
         bail!(
-            "cargo xtask migrate-test failed, so its time means nothing; fix it first:\n{}\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            String::from_utf8_lossy(&output.stderr).trim()
+            "cargo xtask migrate-test failed, so its time means nothing; fix it first:\n{}",
+            super::failure_tail(&output, 15)
         );
     }
     Ok(took)

@@ -152,12 +152,9 @@ async fn migrate_test(
     let output = command.output().await.context("run xtask migrate-test")?;
     let took = started.elapsed();
     if !output.status.success() {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let tail: Vec<&str> = stdout.lines().rev().take(20).collect();
         bail!(
-            "migrate-test of the generated history failed, so its time means nothing:\n{}\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-            String::from_utf8_lossy(&output.stderr).trim()
+            "migrate-test of the generated history failed, so its time means nothing:\n{}",
+            super::failure_tail(&output, 20)
         );
     }
     Ok(took)

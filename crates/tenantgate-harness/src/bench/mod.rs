@@ -521,3 +521,15 @@ async fn machine(server: &BenchServer) -> Machine {
         docker,
     }
 }
+
+/// The last `lines` lines of a failed command's stdout, then its stderr: what a section
+/// shows when the command it times failed.
+fn failure_tail(output: &std::process::Output, lines: usize) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let tail: Vec<&str> = stdout.lines().rev().take(lines).collect();
+    format!(
+        "{}\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&output.stderr).trim()
+    )
+}
