@@ -63,6 +63,17 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
+/// Runs `cargo <args>` in the workspace as the developer runs it; an error when it fails.
+pub fn run_cargo(args: &[&str]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let status = cargo()
+        .args(args)
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "cargo {} exited with {status}", args[0]);
+    Ok(())
+}
+
 /// Leaves out of a `cargo` command the variables cargo set for the program that runs it
 /// (`cargo run` and `cargo test` set `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …). Build
 /// scripts that watch one would see it change, and their crates and every crate above

@@ -6,6 +6,7 @@ use clap::Args;
 use xshell::{Shell, cmd};
 
 use crate::Project;
+use crate::workspace::run_cargo;
 use crate::workspace_tests::{Suite, Totals, workspace_tests};
 
 #[derive(Args)]
@@ -29,11 +30,11 @@ impl Ci {
         sh.change_dir(crate::workspace::root());
         let harness = std::env::current_exe().context("locate the xtask binary")?;
         step("format", || {
-            cargo(&["fmt", "--all", "--check"])
+            run_cargo(&["fmt", "--all", "--check"])
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")
         })?;
         step("lints", || {
-            cargo(&[
+            run_cargo(&[
                 "clippy",
                 "--workspace",
                 "--all-targets",
@@ -118,17 +119,6 @@ impl Ci {
         println!("ci: {} passed, {} failed", totals.passed, totals.failed);
         Ok(std::process::ExitCode::SUCCESS)
     }
-}
-
-/// `cargo <args>` in the workspace, with the environment the developer's own builds have
-/// (so that the tests' build reuses what this one compiles).
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let status = crate::workspace::cargo()
-        .args(args)
-        .status()
-        .with_context(|| format!("run cargo {}", args.join(" ")))?;
-    anyhow::ensure!(status.success(), "cargo {} exited with {status}", args[0]);
-    Ok(())
 }
 
 fn step(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {

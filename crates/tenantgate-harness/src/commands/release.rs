@@ -178,18 +178,22 @@ impl Release {
             }
         });
         run.gate("format", || {
-            cmd!(sh, "cargo fmt --all --check")
-                .quiet()
-                .run()
+            // As the developer runs cargo: run from a test, the test's CARGO_MANIFEST_DIR
+            // would rerun build scripts and rebuild the developer's whole tree after it.
+            crate::workspace::run_cargo(&["fmt", "--all", "--check"])
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")?;
             Ok("cargo fmt --check".to_string())
         });
         run.gate("lints", || {
-            cmd!(
-                sh,
-                "cargo clippy --workspace --all-targets --quiet -- -D warnings"
-            )
-            .run()
+            crate::workspace::run_cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ])
             .context("cargo clippy found warnings; fix them (nothing is allowed at release)")?;
             Ok("cargo clippy -D warnings".to_string())
         });
