@@ -1,5 +1,6 @@
-//! `cargo test`, echoed as it runs, with its `test result:` lines added up: `cargo xtask
-//! ci` and `cargo xtask release` both run it and report the totals.
+//! The workspace's tests (`cargo nextest run`, else `cargo test`), echoed as they run,
+//! with their totals added up: `cargo xtask ci` and `cargo xtask release` both run them and
+//! report the totals.
 //!
 //! The suite shares its PostgreSQL: one server per major for the whole run, started
 //! before the first test binary and removed after the last (also when a test fails, and
@@ -35,7 +36,7 @@ pub struct Suite {
     pub cargo_args: Vec<String>,
 }
 
-/// The running `cargo test`, for the interruption to stop it with the server it uses.
+/// The running test command, for the interruption to stop it with the server it uses.
 static RUNNING: AtomicU32 = AtomicU32::new(0);
 
 /// Runs the suite on a server of its own major, shared by every test, and removes the
@@ -150,41 +151,105 @@ fn client_tools(major: u32, image: &str, janitor: &Janitor) -> anyhow::Result<Op
     Ok(Some(path))
 }
 
-/// `cargo test`, echoing its output and adding up its `test result:` lines.
+/// The suite: `cargo nextest run` where cargo-nextest is installed (every test of every
+/// binary in one queue, so that a binary's long test does not hold the next binary
+/// back), else `cargo test` (binaries one after another), said on one line. Its output
+/// is echoed and its totals added up.
 fn run_cargo_test(
     args: &[String],
     env: &BTreeMap<String, String>,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
+    let nextest = crate::workspace::cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
     let mut command = crate::workspace::cargo();
-    command.arg("test");
+    if nextest {
+        // As many tests at once as cores (nextest's default): with more, the tests that
+        // time the answer to a signal missed their deadlines on a 2-core machine.
+        command.args(["nextest", "run", "--no-fail-fast"]);
+    } else {
+        eprintln!(
+            "tests: cargo-nextest is not installed: cargo test runs the test binaries one after another (install it: `cargo install cargo-nextest --locked`)"
+        );
+        command.arg("test");
+    }
     if args.is_empty() {
         command.arg("--workspace");
     } else {
         command.args(args);
     }
-    let mut child = command
-        .envs(env)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("run cargo test")?;
+    command.envs(env).stdout(Stdio::piped());
+    if nextest {
+        command.stderr(Stdio::piped());
+    }
+    let mut child = command.spawn().context("run the test suite")?;
     RUNNING.store(child.id(), Ordering::SeqCst);
+    // nextest's summary is on stderr, cargo test's `test result:` lines on stdout.
+    let stderr = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            let mut counted = Totals::default();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Some((passed, failed)) = nextest_summary(&line) {
+                    counted = Totals { passed, failed };
+                }
+            }
+            counted
+        })
+    });
     let stdout = child.stdout.take().expect("stdout is piped");
     for line in BufReader::new(stdout).lines() {
-        let line = line.context("read cargo test's output")?;
+        let line = line.context("read the test suite's output")?;
         println!("{line}");
         if let Some(result) = line.strip_prefix("test result: ") {
             totals.passed += count_before(result, " passed");
             totals.failed += count_before(result, " failed");
         }
     }
-    let status = child.wait().context("wait for cargo test")?;
+    if let Some(stderr) = stderr {
+        let counted = stderr
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the test suite's output failed"))?;
+        totals.passed += counted.passed;
+        totals.failed += counted.failed;
+    }
+    let status = child.wait().context("wait for the test suite")?;
     RUNNING.store(0, Ordering::SeqCst);
     if !status.success() {
         totals.failed = totals.failed.max(1);
         bail!("workspace tests failed");
     }
     Ok(())
+}
+
+/// In nextest's last line, "Summary [ 58.1s] 265 tests run: 263 passed, 1 failed, 1 timed
+/// out, 0 skipped", the passed and the failed (timed out counts as failed).
+fn nextest_summary(line: &str) -> Option<(usize, usize)> {
+    let (_, counts) = line
+        .trim_start()
+        .strip_prefix("Summary")?
+        .split_once("tests run:")?;
+    let mut passed = 0;
+    let mut failed = 0;
+    for part in counts.split(',') {
+        let mut words = part.split_whitespace();
+        let (Some(number), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(number) = number.parse::<usize>() else {
+            continue;
+        };
+        match what {
+            "passed" => passed += number,
+            "failed" | "timed" => failed += number,
+            _ => {}
+        }
+    }
+    Some((passed, failed))
 }
 
 /// In "ok. 7 passed; 0 failed; …", the number before `word`.
@@ -202,6 +267,20 @@ fn count_before(text: &str, word: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counts_are_read_from_nextests_summary() {
+        let line = "     Summary [ 312.407s] 265 tests run: 262 passed (3 slow), 2 failed, 1 timed out, 0 skipped";
+        assert_eq!(super::nextest_summary(line), Some((262, 3)));
+        assert_eq!(
+            super::nextest_summary("     Summary [   1.0s] 7 tests run: 7 passed, 0 skipped"),
+            Some((7, 0))
+        );
+        assert_eq!(
+            super::nextest_summary("        PASS [   0.1s] summary tests run"),
+            None
+        );
+    }
+
     #[test]
     fn counts_are_read_from_cargo_test_result_lines() {
         let line =
