@@ -77,7 +77,8 @@ fn write_workspace(dir: &Path, repository: &Path) {
     let main_manifest = std::fs::read_to_string(repository.join("Cargo.toml")).unwrap();
     // The repository's profiles, so that the shared target directory's builds are reused
     // (a test economy, not a step of the guide); the two libraries, members there, keep
-    // their member settings here.
+    // their member settings here. For the same reason its xtask asks for the runtime's
+    // `failpoints` feature, as this repository's does (xtask/Cargo.toml).
     let profiles = &main_manifest[main_manifest.find("[profile.dev]").unwrap()..];
     let files = [
         (
@@ -119,8 +120,11 @@ fn write_workspace(dir: &Path, repository: &Path) {
                 "[package]\nname = \"xtask\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
                  [[bin]]\nname = \"ledger-xtask\"\npath = \"src/main.rs\"\n\n[dependencies]\n\
                  ledger = {{ path = \"../ledger\" }}\n\
-                 tenantgate-harness = {{ path = \"{}\" }}\n",
-                path(&repository.join("crates/tenantgate-harness"))
+                 tenantgate-harness = {{ path = \"{}\" }}\n\
+                 # A test economy, as this repository's xtask does: the tests' features.\n\
+                 tenantgate = {{ path = \"{}\", features = [\"failpoints\"] }}\n",
+                path(&repository.join("crates/tenantgate-harness")),
+                path(&repository.join("crates/tenantgate"))
             ),
         ),
         ("xtask/src/main.rs", XTASK_WITHOUT_APP.to_string()),
