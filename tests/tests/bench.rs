@@ -6,7 +6,9 @@ use tenantgate_harness::bench::{Bench, Section};
 /// A bench of `only`, writing its JSON into `dir`.
 fn small(only: Vec<Section>, dir: &tempfile::TempDir) -> Bench {
     Bench {
-        runs: 2,
+        // One timed run: these tests check that every number is measured and reported,
+        // not how steady it is (the suite's time is CI's budget).
+        runs: 1,
         only,
         rows: vec![500],
         schemas: vec![3],
@@ -36,7 +38,7 @@ fn template_volume_and_tenant_sections_measure_real_databases_and_write_the_json
         let m = results
             .measurement(Section::Template, name)
             .unwrap_or_else(|| panic!("no `{name}` in {:#?}", results.measurements));
-        assert_eq!(m.stats.runs, 4);
+        assert_eq!(m.stats.runs, 2);
         assert!(m.stats.median_ms > 0.0 && m.stats.min_ms <= m.stats.max_ms);
         assert!(m.comparison.as_deref().unwrap().ends_with("× faster"));
     }
@@ -108,7 +110,7 @@ fn the_history_section_times_migrate_test_of_a_generated_history_per_pass() {
         .find(|m| m.section == Section::History)
         .unwrap_or_else(|| panic!("{:#?}", results.measurements));
     assert!(whole.name.contains("17 migrations"), "{}", whole.name);
-    assert_eq!(whole.stats.runs, 2);
+    assert_eq!(whole.stats.runs, 1);
     assert_eq!(results.history.len(), 4, "{:#?}", results.history);
     for pass in &results.history {
         assert_eq!(pass.migrations, 17, "{pass:#?}");
