@@ -261,96 +261,163 @@ fn action(point: &str, fault: &str) -> Option<String> {
     Some(format!("{point}=return({action})"))
 }
 
+/// PostgreSQL cells run this many at a time: each has its own database, process and
+/// backup folder, and waits on its migration's sleep most of its time. The server-restart
+/// cells restart the one server, so they run alone, after the others; SQLite's cells
+/// compute (the slow migration is a query), so they run one by one.
+const POSTGRES_CELLS_AT_ONCE: usize = 3;
+
 async fn matrix(backend: Backend, mut server: Server, dir: &Path) -> Vec<Cell> {
-    let mut cells = Vec::new();
+    use futures_util::StreamExt;
     let scratches = [
         (Scenario::Migrates, scratch(backend, Scenario::Migrates)),
         (Scenario::Fails, scratch(backend, Scenario::Fails)),
     ];
-    let mut number = 0;
-    for point in fault::POINTS {
-        let scratch = &scratches
+    let scratch_of = |point: &str| {
+        &scratches
             .iter()
             .find(|(s, _)| *s == scenario(point))
             .unwrap()
-            .1;
+            .1
+    };
+    let mut planned = Vec::new();
+    for point in fault::POINTS {
         for fault in FAULTS {
             if backend == Backend::Sqlite && matches!(fault, "disconnect" | "server-restart") {
                 continue;
             }
-            number += 1;
-            let name = format!("cell_{number}");
-            let url = server.cell(&name, dir).await;
-            let backups = dir.join(&name);
-            let before = state(&url).await.unwrap();
-            let before_counts = counts(&url).await;
-            let pause = dir.join(format!("{name}.pause"));
-            let failpoints = action(point, fault);
-            let restart = (fault == "server-restart").then_some((&mut server, point));
-            let (code, first_output) = migrate(
-                scratch,
-                &url,
-                &backups,
-                failpoints.as_deref(),
-                &pause,
-                restart,
-            )
-            .await;
-            let first = classify(&url, &before, scratch, backend).await;
-            let marker_left = std::fs::read_dir(&backups).is_ok_and(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().ends_with(".migrating.json"))
-            });
-            let (_, second_output) = migrate(scratch, &url, &backups, None, &pause, None).await;
-            let second = classify(&url, &before, scratch, backend).await;
-            let after_counts = counts(&url).await;
-            let rows_lost = before_counts
-                .iter()
-                .map(|(table, n)| (n - after_counts.get(table).copied().unwrap_or(0)).max(0))
-                .sum();
-            let mut problems = Vec::new();
-            let allowed = |state: State| match scenario(point) {
-                Scenario::Migrates => state != State::Between,
-                Scenario::Fails => state == State::AsBefore,
-            };
-            if fault != "sigkill" && !allowed(first) {
-                problems.push(format!("after the faulted run: {first:?}"));
-            }
-            if !allowed(second) {
-                problems.push(format!("after the next run: {second:?}"));
-            }
-            if rows_lost > 0 {
-                problems.push(format!("{rows_lost} rows lost"));
-            }
-            if matches!(fault, "sigterm" | "sigint") && code == Some(0) {
-                problems.push("a run asked to stop exited 0".to_string());
-            }
-            if marker_left
-                && !(second_output.contains("did not finish")
-                    || second_output.contains("was killed"))
-            {
-                problems.push("the next run did not report the unfinished one".to_string());
-            }
-            if !problems.is_empty() {
-                problems.push(format!(
-                    "faulted run (exit {code:?}):\n{first_output}\nnext run:\n{second_output}"
-                ));
-            }
-            cells.push(Cell {
-                point,
-                fault,
-                first,
-                second,
-                rows_lost,
-                problems,
-            });
+            planned.push((planned.len() + 1, point, fault));
         }
     }
+    let (alone, side_by_side): (Vec<_>, Vec<_>) = planned
+        .into_iter()
+        .partition(|(_, _, fault)| *fault == "server-restart");
+    let at_once = match backend {
+        Backend::Postgres => POSTGRES_CELLS_AT_ONCE,
+        Backend::Sqlite => 1,
+    };
+    let mut cells: Vec<(usize, Cell)> = {
+        let server = &server;
+        futures_util::stream::iter(side_by_side.into_iter().map(
+            |(number, point, fault)| async move {
+                let name = format!("cell_{number}");
+                let url = server.cell(&name, dir).await;
+                let cell = run_cell(
+                    &url,
+                    &name,
+                    point,
+                    fault,
+                    scratch_of(point),
+                    backend,
+                    dir,
+                    None,
+                )
+                .await;
+                (number, cell)
+            },
+        ))
+        .buffer_unordered(at_once)
+        .collect()
+        .await
+    };
+    for (number, point, fault) in alone {
+        let name = format!("cell_{number}");
+        let url = server.cell(&name, dir).await;
+        let cell = run_cell(
+            &url,
+            &name,
+            point,
+            fault,
+            scratch_of(point),
+            backend,
+            dir,
+            Some(&mut server),
+        )
+        .await;
+        cells.push((number, cell));
+    }
+    cells.sort_by_key(|(number, _)| *number);
     if let Server::Postgres { mut cluster, .. } = server {
         cluster.stop();
     }
-    cells
+    cells.into_iter().map(|(_, cell)| cell).collect()
+}
+
+/// One cell: the faulted run, then the next run without faults, and what each left.
+#[allow(clippy::too_many_arguments)]
+async fn run_cell(
+    url: &str,
+    name: &str,
+    point: &'static str,
+    fault: &'static str,
+    scratch: &Scratch,
+    backend: Backend,
+    dir: &Path,
+    restart: Option<&mut Server>,
+) -> Cell {
+    let backups = dir.join(name);
+    let before = state(url).await.unwrap();
+    let before_counts = counts(url).await;
+    let pause = dir.join(format!("{name}.pause"));
+    let failpoints = action(point, fault);
+    let restart = restart.map(|server| (server, point));
+    let (code, first_output) = migrate(
+        scratch,
+        url,
+        &backups,
+        failpoints.as_deref(),
+        &pause,
+        restart,
+    )
+    .await;
+    let first = classify(url, &before, scratch, backend).await;
+    let marker_left = std::fs::read_dir(&backups).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".migrating.json"))
+    });
+    let (_, second_output) = migrate(scratch, url, &backups, None, &pause, None).await;
+    let second = classify(url, &before, scratch, backend).await;
+    let after_counts = counts(url).await;
+    let rows_lost = before_counts
+        .iter()
+        .map(|(table, n)| (n - after_counts.get(table).copied().unwrap_or(0)).max(0))
+        .sum();
+    let mut problems = Vec::new();
+    let allowed = |state: State| match scenario(point) {
+        Scenario::Migrates => state != State::Between,
+        Scenario::Fails => state == State::AsBefore,
+    };
+    if fault != "sigkill" && !allowed(first) {
+        problems.push(format!("after the faulted run: {first:?}"));
+    }
+    if !allowed(second) {
+        problems.push(format!("after the next run: {second:?}"));
+    }
+    if rows_lost > 0 {
+        problems.push(format!("{rows_lost} rows lost"));
+    }
+    if matches!(fault, "sigterm" | "sigint") && code == Some(0) {
+        problems.push("a run asked to stop exited 0".to_string());
+    }
+    if marker_left
+        && !(second_output.contains("did not finish") || second_output.contains("was killed"))
+    {
+        problems.push("the next run did not report the unfinished one".to_string());
+    }
+    if !problems.is_empty() {
+        problems.push(format!(
+            "faulted run (exit {code:?}):\n{first_output}\nnext run:\n{second_output}"
+        ));
+    }
+    Cell {
+        point,
+        fault,
+        first,
+        second,
+        rows_lost,
+        problems,
+    }
 }
 
 fn render(backend: Backend, cells: &[Cell]) -> String {
