@@ -68,8 +68,14 @@ fn is_companion(file: &str) -> bool {
 /// The SHA-384 sqlx records for `sql`, with `ignored_chars` left out, hex.
 pub fn checksum(sql: &str, ignored_chars: &[char]) -> String {
     let mut hasher = Sha384::new();
-    for fragment in sql.split(|c| ignored_chars.contains(&c)) {
-        hasher.update(fragment.as_bytes());
+    if ignored_chars.is_empty() {
+        // One pass of the hasher: splitting visits every character (seconds for a 32 MB
+        // migration in a debug build, in which Ctrl-C waited).
+        hasher.update(sql.as_bytes());
+    } else {
+        for fragment in sql.split(|c| ignored_chars.contains(&c)) {
+            hasher.update(fragment.as_bytes());
+        }
     }
     hex(&hasher.finalize())
 }
