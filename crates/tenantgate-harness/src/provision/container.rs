@@ -25,6 +25,7 @@ fn data_in_memory() -> bool {
 
 /// Starts a container from `image` and returns the URL of its `postgres` database.
 pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<String> {
+    super::docker::asking_for_a_container();
     let (name, tag) = split_image(image);
     let password = random_password();
     let mut request = GenericImage::new(name, tag)

@@ -51,9 +51,22 @@ pub(crate) fn sweep_leftover_containers() {
     });
 }
 
+/// Whether this process ever asked for a container: an interrupted run that did not has
+/// none to look for (asking the engine took seconds on a loaded machine, after Ctrl-C).
+static ASKED_FOR_A_CONTAINER: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Called before a container is asked for, so that an interruption looks for it.
+pub(crate) fn asking_for_a_container() {
+    ASKED_FOR_A_CONTAINER.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Removes this run's own containers, including one whose start was interrupted before
 /// the janitor knew of it.
 pub(crate) fn remove_containers_of_this_run() {
+    if !ASKED_FOR_A_CONTAINER.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let this_run = std::process::id() as i32;
     remove_containers_where(|pid, _| pid == this_run);
 }
