@@ -102,16 +102,16 @@ pub fn as_the_developer_runs_it(command: &mut std::process::Command) {
 pub fn build_binary(package: &str, release: bool) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     let mut command = cargo();
-    command.args([
-        "build",
-        "--quiet",
-        "--locked",
-        "-p",
-        package,
-        "--message-format=json",
-    ]);
+    command.args(["build", "--quiet", "--locked", "--message-format=json"]);
     if release {
-        command.arg("--release");
+        // What ships: the package's own features, nothing the workspace's tests enable.
+        command.args(["--release", "-p", package]);
+    } else {
+        // A debug build for measuring: the workspace's bins with the features the whole
+        // workspace resolves, as `cargo test --workspace` builds them, so that their
+        // artifacts are reused (`-p` alone resolves fewer features and compiled sqlx and
+        // the rest again).
+        command.args(["--workspace", "--bins"]);
     }
     let output = command
         .stderr(std::process::Stdio::inherit())
@@ -127,6 +127,11 @@ pub fn build_binary(package: &str, release: bool) -> anyhow::Result<PathBuf> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["reason"] == "compiler-artifact")
         .filter(|message| {
+            message["package_id"]
+                .as_str()
+                .is_some_and(|id| package_name(id) == package)
+        })
+        .filter(|message| {
             message["target"]["kind"]
                 .as_array()
                 .is_some_and(|kinds| kinds.iter().any(|k| k == "bin"))
@@ -136,6 +141,16 @@ pub fn build_binary(package: &str, release: bool) -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("cargo build -p {package} built no binary: the package the xtask names must have one")
         })
+}
+
+/// The package name in a cargo package id: `path+file:///w/app#0.1.0` (the folder's
+/// name), `path+file:///w/crates/x#name@0.1.0`, `registry+https://…#name@1.0.0`.
+fn package_name(id: &str) -> &str {
+    let (url, fragment) = id.rsplit_once('#').unwrap_or((id, ""));
+    match fragment.split_once('@') {
+        Some((name, _)) => name,
+        None => url.trim_end_matches('/').rsplit('/').next().unwrap_or(url),
+    }
 }
 
 /// Whether two paths name the same existing file or folder.
