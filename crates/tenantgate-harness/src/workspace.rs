@@ -166,6 +166,22 @@ mod tests {
     use super::find_root;
 
     #[test]
+    fn package_names_are_read_from_cargo_package_ids() {
+        assert_eq!(
+            super::package_name("path+file:///work/main/app#0.1.0"),
+            "app"
+        );
+        assert_eq!(
+            super::package_name("path+file:///work/main/crates/x#tenantgate@0.1.0"),
+            "tenantgate"
+        );
+        assert_eq!(
+            super::package_name("registry+https://github.com/rust-lang/crates.io-index#sqlx@0.9.0"),
+            "sqlx"
+        );
+    }
+
+    #[test]
     fn the_root_is_the_nearest_workspace_above_the_current_folder() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
