@@ -37,7 +37,14 @@ impl MigrationSet {
             )
         })?;
         let settings = config.sqlx_settings()?;
-        let files = migration_files(dir)?;
+        // Reading and hashing the files is blocking work (a migration may be many MB): off
+        // the runtime, so that Ctrl-C is answered while it runs.
+        let files = {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || migration_files(&dir))
+                .await
+                .context("read the migration files")??
+        };
         let on_disk = read_dir_migrator(dir, &settings.ignored_chars, &settings.table).await?;
         let migrator = match embedded.and_then(|app| app.embedded(backend)) {
             Some(embedded) => {
