@@ -63,6 +63,18 @@ pub fn cargo() -> std::process::Command {
     command
 }
 
+/// The lint gate of `cargo xtask ci` and `cargo xtask release`: clippy on every target,
+/// no warning allowed.
+pub const CLIPPY: &[&str] = &[
+    "clippy",
+    "--workspace",
+    "--all-targets",
+    "--quiet",
+    "--",
+    "-D",
+    "warnings",
+];
+
 /// Runs `cargo <args>` in the workspace as the developer runs it; an error when it fails.
 pub fn run_cargo(args: &[&str]) -> anyhow::Result<()> {
     use anyhow::Context;

@@ -34,16 +34,7 @@ impl Ci {
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")
         })?;
         step("lints", || {
-            run_cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--quiet",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .context("cargo clippy found warnings")
+            run_cargo(crate::workspace::CLIPPY).context("cargo clippy found warnings")
         })?;
         let missing: Vec<String> = self
             .pg_versions

@@ -185,16 +185,8 @@ impl Release {
             Ok("cargo fmt --check".to_string())
         });
         run.gate("lints", || {
-            crate::workspace::run_cargo(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--quiet",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .context("cargo clippy found warnings; fix them (nothing is allowed at release)")?;
+            crate::workspace::run_cargo(crate::workspace::CLIPPY)
+                .context("cargo clippy found warnings; fix them (nothing is allowed at release)")?;
             Ok("cargo clippy -D warnings".to_string())
         });
         let mut reports: Vec<BackendReport> = Vec::new();
