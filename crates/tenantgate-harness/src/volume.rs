@@ -63,6 +63,13 @@ pub async fn generate(
             "realign identity sequences after the generated rows: {error}"
         ))
     })?;
+    // Statistics for the migrations that run on these rows, as a production database
+    // has them: the throwaway servers run without autovacuum (see provision).
+    if backend == Backend::Postgres {
+        conn.execute("ANALYZE").await.map_err(|error| {
+            Failure::new(format!("analyze the tables after generating rows: {error}"))
+        })?;
+    }
     Ok(order)
 }
 

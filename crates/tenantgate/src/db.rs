@@ -87,6 +87,34 @@ impl Conn {
         })
     }
 
+    /// SQLite: from now on, note which tables this connection writes rows to (its update
+    /// hook). `None` on PostgreSQL, whose rows carry that in `xmin`.
+    pub async fn track_writes(&mut self) -> anyhow::Result<Option<Writes>> {
+        let Conn::Sqlite(conn) = self else {
+            return Ok(None);
+        };
+        let writes = Writes::default();
+        let log = writes.0.clone();
+        let mut handle = conn.lock_handle().await?;
+        handle.set_update_hook(move |write| {
+            let mut log = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mark = log.mark;
+            if write.database != "main" {
+                // Never a name of the main database's: every table counts as written.
+                let name = format!("{}.{}", write.database, write.table);
+                log.written.insert(name, mark);
+            } else if let Some(last) = log.written.get_mut(write.table) {
+                // Once per row: no allocation for a table already seen.
+                *last = mark;
+            } else {
+                log.written.insert(write.table.to_string(), mark);
+            }
+        });
+        Ok(Some(writes))
+    }
+
     /// SQLite: a handle that interrupts the statement this connection runs, from any
     /// thread (`sqlite3_interrupt`); valid while the connection is open.
     pub async fn sqlite_interrupter(&mut self) -> Option<SqliteInterrupter> {
@@ -233,117 +261,165 @@ impl Conn {
         Ok(counts)
     }
 
-    /// What every table of `schema` holds, as digests: of the multiset of its rows, and of
-    /// the multiset of each column's values. Two equal digests mean the same rows; the
-    /// column digests say which column changed when they differ.
+    /// The row count of every table in `scope` but `except`, each with a stamp of its rows.
+    /// PostgreSQL: its row count, the sum and the largest of its rows' `xmin`, and the sum
+    /// of their `tableoid`. SQLite: its row count and root page, and only with the
+    /// connection's [`Writes`], which say whether rows were written.
+    ///
+    /// Equal stamps mean the very same row versions, and so the same rows while the table's
+    /// columns and their types are the same, provided one connection did all the writing
+    /// in between (a rehearsal's): a transaction that starts after a stamp was read writes
+    /// row versions whose `xmin` is above every one the stamp saw, so the largest `xmin`
+    /// comes back to its value only when no such version is left, and the count is then
+    /// the same only when none was deleted. The oids tell one table from another that took
+    /// its name; the sum, versions frozen by a `VACUUM FREEZE` (whose `xmin` reads 2).
+    pub async fn row_stamps(
+        &mut self,
+        scope: &Scope,
+        except: Option<&str>,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, Option<String>)>> {
+        if let Conn::Sqlite(c) = self {
+            // A table's root page: another table that took its name has another.
+            // WITHOUT ROWID tables have no stamp: the update hook does not see their rows.
+            let roots: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT s.name, s.rootpage FROM sqlite_schema s \
+                 JOIN pragma_table_list l ON l.name = s.name AND l.schema = 'main' \
+                 WHERE s.type = 'table' AND l.wr = 0",
+            )
+            .fetch_all(&mut *c)
+            .await
+            .context("list the tables' root pages")?;
+            let roots: std::collections::BTreeMap<String, i64> = roots.into_iter().collect();
+            return Ok(self
+                .row_counts(scope, except)
+                .await?
+                .into_iter()
+                .map(|(table, rows)| {
+                    let stamp = roots.get(&table).map(|root| format!("{rows}:{root}"));
+                    (table, (rows, stamp))
+                })
+                .collect());
+        }
+        let tables: Vec<String> = self
+            .tables(scope)
+            .await?
+            .into_iter()
+            .filter(|table| except.is_none_or(|except| !crate::config::same_table(table, except)))
+            .collect();
+        if tables.is_empty() {
+            return Ok(std::collections::BTreeMap::new());
+        }
+        let xmin = "CAST(CAST(xmin AS TEXT) AS bigint)";
+        let sql = tables
+            .iter()
+            .map(|table| {
+                format!(
+                    "SELECT CAST({} AS TEXT), count(*),                      count(*) || ':' || coalesce(sum({xmin}), 0) || ':' || coalesce(max({xmin}), 0)                      || ':' || coalesce(sum(CAST(tableoid AS bigint)), 0) FROM {}",
+                    literal(table),
+                    quote_table(table)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let Conn::Postgres(c) = self else {
+            unreachable!("matched above")
+        };
+        let rows: Vec<(String, i64, String)> = fetch_serial(c, sql)
+            .await
+            .context("count the rows of every table")?;
+        Ok(rows
+            .into_iter()
+            .map(|(table, rows, stamp)| (table, (rows, Some(stamp))))
+            .collect())
+    }
+
+    /// What each of `tables` (names of `schema`'s tables) holds, as digests: of the
+    /// multiset of its rows, and of the multiset of each column's values. Two equal digests
+    /// mean the same rows; the column digests say which column changed when they differ.
+    /// The digests are computed in the database: no row leaves it.
     pub async fn fingerprints(
         &mut self,
         schema: &crate::schema::Schema,
+        tables: &[&str],
     ) -> anyhow::Result<std::collections::BTreeMap<String, Fingerprint>> {
         let mut fingerprints = std::collections::BTreeMap::new();
-        let tables: Vec<(&String, Vec<&str>)> = schema
-            .tables
+        let tables: Vec<(&str, Vec<&str>)> = tables
             .iter()
-            .map(|(name, table)| {
-                (
-                    name,
-                    table.columns.iter().map(|c| c.name.as_str()).collect(),
-                )
+            .filter_map(|name| {
+                let table = schema.tables.get(*name)?;
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                (!columns.is_empty()).then_some((*name, columns))
             })
-            .filter(|(_, columns): &(&String, Vec<&str>)| !columns.is_empty())
             .collect();
+        if let Conn::Sqlite(c) = self {
+            sqlite_digest::register(c).await?;
+        }
         // A query per batch of tables, not per table: the round trips were most of the
         // cost. (SQLite allows 500 terms in one compound SELECT.)
         for batch in tables.chunks(200) {
-            match self {
-                Conn::Postgres(c) => {
-                    // Digests in the server: no row leaves it.
-                    let digest = |expression: String| {
+            let sql = batch
+                .iter()
+                .map(|(name, columns)| match self {
+                    Conn::Postgres(_) => {
+                        let digest = |expression: String| {
+                            format!(
+                                "md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))"
+                            )
+                        };
+                        let mut select = vec![digest("t::text".to_string())];
+                        select.extend(columns.iter().map(|column| {
+                            digest(format!("coalesce(t.{}::text, E'\\\\N')", quote(column)))
+                        }));
                         format!(
-                            "md5(coalesce(string_agg({expression}, E'\\n' ORDER BY {expression}), ''))"
+                            "SELECT {}::text, array_to_string(ARRAY[{}], ' ') FROM {} t",
+                            literal(name),
+                            select.join(", "),
+                            quote_table(name)
                         )
-                    };
-                    let sql = batch
-                        .iter()
-                        .map(|(name, columns)| {
-                            let mut select = vec![digest("t::text".to_string())];
-                            select.extend(columns.iter().map(|column| {
-                                digest(format!("coalesce(t.{}::text, E'\\\\N')", quote(column)))
-                            }));
-                            format!(
-                                "SELECT {}::text, ARRAY[{}] FROM {} t",
-                                literal(name),
-                                select.join(", "),
-                                quote_table(name)
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" UNION ALL ");
-                    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .fetch_all(&mut *c)
-                        .await
-                        .context("fingerprint the tables")?;
-                    let mut by_table: std::collections::BTreeMap<String, Vec<String>> =
-                        rows.into_iter().collect();
-                    for (name, columns) in batch {
-                        let digests = by_table.remove(name.as_str()).unwrap_or_default();
-                        fingerprints.insert((*name).clone(), Fingerprint::of(columns, digests));
                     }
-                }
-                Conn::Sqlite(c) => {
-                    let sql = batch
-                        .iter()
-                        .map(|(name, columns)| {
-                            format!(
-                                "SELECT {}, {} FROM {}",
-                                literal(name),
-                                columns
-                                    .iter()
-                                    .map(|column| format!("quote({})", quote(column)))
-                                    .collect::<Vec<_>>()
-                                    .join(" || char(31) || "),
-                                quote_table(name)
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" UNION ALL ");
-                    let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .fetch_all(&mut *c)
-                        .await
-                        .context("fingerprint the tables")?;
-                    let mut by_table: std::collections::BTreeMap<&str, Vec<String>> = batch
-                        .iter()
-                        .map(|(name, _)| (name.as_str(), Vec::new()))
-                        .collect();
-                    for (table, row) in rows {
-                        if let Some(rows) = by_table.get_mut(table.as_str()) {
-                            rows.push(row);
-                        }
-                    }
-                    // Each digest is the sum of its values' hashes: the same for the same
-                    // multiset of values in any order, with nothing to sort.
-                    let hash = |value: &str| {
-                        use std::hash::{Hash, Hasher};
-                        let mut hasher = std::hash::DefaultHasher::new();
-                        value.hash(&mut hasher);
-                        u128::from(hasher.finish())
-                    };
-                    for (name, columns) in batch {
-                        let rows = by_table.remove(name.as_str()).unwrap_or_default();
-                        let mut sums = vec![0u128; columns.len() + 1];
-                        for row in &rows {
-                            sums[0] = sums[0].wrapping_add(hash(row));
-                            for (i, value) in row.split('\u{1f}').enumerate().take(columns.len()) {
-                                sums[i + 1] = sums[i + 1].wrapping_add(hash(value));
-                            }
-                        }
-                        let digests = sums
+                    Conn::Sqlite(_) => {
+                        // quote() tells NULL from 'NULL' and 1 from '1'; a unit separator
+                        // between the values of a row.
+                        let values: Vec<String> = columns
                             .iter()
-                            .map(|sum| format!("{sum:032x}:{}", rows.len()))
+                            .map(|column| format!("quote({})", quote(column)))
                             .collect();
-                        fingerprints.insert((*name).clone(), Fingerprint::of(columns, digests));
+                        let mut select =
+                            vec![format!("{}({})", sqlite_digest::NAME, values.join(" || char(31) || "))];
+                        select.extend(
+                            values
+                                .iter()
+                                .map(|value| format!("{}({value})", sqlite_digest::NAME)),
+                        );
+                        format!(
+                            "SELECT {}, {} FROM {}",
+                            literal(name),
+                            select.join(" || ' ' || "),
+                            quote_table(name)
+                        )
                     }
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let rows: Vec<(String, String)> = match self {
+                Conn::Postgres(c) => fetch_serial(c, sql).await,
+                Conn::Sqlite(c) => {
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut *c)
+                        .await
                 }
+            }
+            .context("fingerprint the tables")?;
+            let mut by_table: std::collections::BTreeMap<String, String> =
+                rows.into_iter().collect();
+            for (name, columns) in batch {
+                let digests = by_table
+                    .remove(*name)
+                    .unwrap_or_default()
+                    .split(' ')
+                    .map(str::to_string)
+                    .collect();
+                fingerprints.insert((*name).to_string(), Fingerprint::of(columns, digests));
             }
         }
         Ok(fingerprints)
@@ -356,6 +432,69 @@ impl Conn {
             self.execute(REALIGN_SEQUENCES).await?;
         }
         Ok(())
+    }
+}
+
+/// Runs `sql` on PostgreSQL without parallel workers or JIT, in a transaction of its own:
+/// a rehearsal's tables are small and many, and a `UNION ALL` over seventy of them was
+/// planned as a parallel append whose workers took longer to start than the scans (a
+/// 50 ms read became 6 ms).
+async fn fetch_serial<T>(conn: &mut PgConnection, sql: String) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut transaction = conn.begin().await?;
+    sqlx::query(
+        "SELECT set_config('max_parallel_workers_per_gather', '0', true), set_config('jit', 'off', true)",
+    )
+    .execute(&mut *transaction)
+    .await?;
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(rows)
+}
+
+/// The tables a SQLite connection wrote rows to, and when: [`Conn::track_writes`].
+///
+/// SQLite's update hook sees every row inserted, updated or deleted in a rowid table,
+/// by a statement, a trigger or a foreign key's action, with two exceptions that leave
+/// the row count changed: `DELETE` without `WHERE` (the truncate optimisation) and rows
+/// deleted by `REPLACE` (whose insert it sees). WITHOUT ROWID tables it does not see.
+#[derive(Clone, Default)]
+pub struct Writes(std::sync::Arc<std::sync::Mutex<WriteLog>>);
+
+#[derive(Default)]
+struct WriteLog {
+    mark: u64,
+    /// Table name (as the hook gives it) → the mark that was current when it was last
+    /// written.
+    written: std::collections::HashMap<String, u64>,
+}
+
+impl Writes {
+    /// A new mark: [`Writes::since`] it tells the tables written after this call.
+    pub fn mark(&self) -> u64 {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.mark += 1;
+        log.mark
+    }
+
+    /// The tables (lowercase) written after `mark` was taken.
+    pub fn since(&self, mark: u64) -> std::collections::BTreeSet<String> {
+        let log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.written
+            .iter()
+            .filter(|(_, last)| **last >= mark)
+            .map(|(name, _)| name.to_lowercase())
+            .collect()
     }
 }
 
@@ -422,6 +561,113 @@ BEGIN
     END LOOP;
 END
 $$";
+
+/// `tenantgate_digest(text)`, an aggregate function of the SQLite connections that
+/// fingerprint tables: the sum of its values' 64-bit hashes, as 32 hex digits, and the
+/// number of values (`…:3`) — the same for the same multiset of values in any order, so
+/// nothing is sorted, and computed where the rows are, so none crosses sqlx's channel.
+mod sqlite_digest {
+    use std::ffi::c_int;
+    use std::hash::{Hash, Hasher};
+
+    use libsqlite3_sys as ffi;
+    use sqlx::SqliteConnection;
+
+    pub const NAME: &str = "tenantgate_digest";
+
+    /// Registers the function on `conn` (again: it replaces itself).
+    pub async fn register(conn: &mut SqliteConnection) -> anyhow::Result<()> {
+        let mut handle = conn.lock_handle().await?;
+        let db = handle.as_raw_handle().as_ptr();
+        // SAFETY: `db` is the open connection, locked for this call; the callbacks keep no
+        // pointer past the call they get it in.
+        let code = unsafe {
+            ffi::sqlite3_create_function_v2(
+                db,
+                c"tenantgate_digest".as_ptr(),
+                1,
+                ffi::SQLITE_UTF8 | ffi::SQLITE_DETERMINISTIC,
+                std::ptr::null_mut(),
+                None,
+                Some(step),
+                Some(finish),
+                None,
+            )
+        };
+        anyhow::ensure!(
+            code == ffi::SQLITE_OK,
+            "register the SQLite function {NAME} (error code {code})"
+        );
+        Ok(())
+    }
+
+    /// The running sum (low and high 64 bits) and the number of values.
+    #[repr(C)]
+    struct Sum {
+        low: u64,
+        high: u64,
+        count: u64,
+    }
+
+    unsafe extern "C" fn step(
+        context: *mut ffi::sqlite3_context,
+        _: c_int,
+        values: *mut *mut ffi::sqlite3_value,
+    ) {
+        // SAFETY: SQLite hands one value (nArg = 1) and zeroed aggregate memory of the size
+        // asked for, which outlives the aggregate; a NULL return means out of memory.
+        unsafe {
+            let sum = ffi::sqlite3_aggregate_context(context, std::mem::size_of::<Sum>() as c_int)
+                as *mut Sum;
+            if sum.is_null() {
+                ffi::sqlite3_result_error_nomem(context);
+                return;
+            }
+            let value = *values;
+            let mut hasher = std::hash::DefaultHasher::new();
+            if ffi::sqlite3_value_type(value) == ffi::SQLITE_NULL {
+                None::<&[u8]>.hash(&mut hasher);
+            } else {
+                let text = ffi::sqlite3_value_text(value);
+                let length = ffi::sqlite3_value_bytes(value) as usize;
+                let bytes: &[u8] = if text.is_null() {
+                    &[]
+                } else {
+                    std::slice::from_raw_parts(text, length)
+                };
+                Some(bytes).hash(&mut hasher);
+            }
+            let total = (u128::from((*sum).high) << 64 | u128::from((*sum).low))
+                .wrapping_add(u128::from(hasher.finish()));
+            (*sum).low = total as u64;
+            (*sum).high = (total >> 64) as u64;
+            (*sum).count += 1;
+        }
+    }
+
+    unsafe extern "C" fn finish(context: *mut ffi::sqlite3_context) {
+        // SAFETY: as in `step`; asking for 0 bytes gives the memory if `step` ever ran,
+        // else NULL (no rows: the digest of nothing).
+        unsafe {
+            let sum = ffi::sqlite3_aggregate_context(context, 0) as *const Sum;
+            let (total, count) = if sum.is_null() {
+                (0u128, 0u64)
+            } else {
+                (
+                    u128::from((*sum).high) << 64 | u128::from((*sum).low),
+                    (*sum).count,
+                )
+            };
+            let text = format!("{total:032x}:{count}");
+            ffi::sqlite3_result_text(
+                context,
+                text.as_ptr() as *const std::ffi::c_char,
+                text.len() as c_int,
+                ffi::SQLITE_TRANSIENT(),
+            );
+        }
+    }
+}
 
 /// A database error as a person reads it: the server's message and SQLSTATE, with
 /// PostgreSQL's DETAIL and HINT — never the line of the server's own C source that sqlx's

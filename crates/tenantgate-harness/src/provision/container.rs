@@ -37,14 +37,11 @@ pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<Stri
         // A throwaway database needs no durability: both the official image and ours
         // pass these to initdb and to the server.
         .with_env_var("POSTGRES_INITDB_ARGS", "--no-sync")
-        .with_cmd([
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ])
+        .with_cmd(
+            super::THROWAWAY_SETTINGS
+                .iter()
+                .flat_map(|setting| ["-c", setting]),
+        )
         .with_label(OWNER_LABEL, std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(60));
     if data_in_memory() {

@@ -305,11 +305,13 @@ fn spawn_postmaster(
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
+            "max_connections=50",
         ])
-        .args(["-c", "full_page_writes=off", "-c", "max_connections=50"])
+        .args(
+            super::THROWAWAY_SETTINGS
+                .iter()
+                .flat_map(|setting| ["-c", setting]),
+        )
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -96,6 +96,17 @@ impl PgOptions {
 }
 
 /// The official image, at the major version the snapshots are taken with.
+/// The settings of every PostgreSQL server a run starts (container or local cluster).
+/// A throwaway database needs no durability. Nor autovacuum: a worker woken by freshly
+/// generated rows deadlocked with a migration's `ALTER TABLE` (40P01, the migration
+/// failed: a flaky rehearsal); the volume generator runs ANALYZE itself.
+pub(crate) const THROWAWAY_SETTINGS: [&str; 4] = [
+    "autovacuum=off",
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+];
+
 pub const DEFAULT_PG_IMAGE: &str = "postgres:15";
 
 /// Which provider a database came from, for the report.

@@ -294,6 +294,10 @@ async fn run(
             .await
             .map_err(|error| Failure::new(format!("set the statement timeout: {error}")))?;
     }
+    let writes = conn
+        .track_writes()
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
     report.phases.push(("provision", phase.elapsed()));
 
     let mut rehearsal = Rehearsal {
@@ -312,7 +316,10 @@ async fn run(
         dangling: Vec::new(),
         declared_seen: BTreeSet::new(),
         functions_seen: BTreeSet::new(),
-        reversibility: reversibility::Pass::default(),
+        reversibility: reversibility::Pass {
+            writes,
+            ..reversibility::Pass::default()
+        },
         seed_time: Duration::ZERO,
         generate_time: Duration::ZERO,
     };
@@ -490,17 +497,24 @@ impl Rehearsal<'_, '_> {
             let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
             let before = match (reverse, current.take()) {
                 (true, Some(state)) => Some(state),
-                (true, None) => Some(self.state().await?),
+                (true, None) => Some(self.state(None).await?),
                 (false, _) => None,
             };
-            self.apply(migration, &file).await?;
-            if let Some(before) = before {
+            if let Err(fatal) = self.apply(migration, &file).await {
+                // What the pass found about the migrations before this one still counts
+                // (an outcome only with a failure: the pass did not finish).
+                if self.options.reversibility && !self.reversibility.failures.is_empty() {
+                    self.report.checks.push(self.reversibility.outcome());
+                }
+                return Err(fatal);
+            }
+            if let Some(before) = &before {
                 let started = Instant::now();
                 let table = self.set.table().to_string();
                 let conn = self.conn.as_mut().expect("open");
                 let reversed = self
                     .reversibility
-                    .reverse(conn, &self.set, self.config, &table, migration, &before)
+                    .reverse(conn, &self.set, self.config, &table, migration, before)
                     .await;
                 self.reversibility.time += started.elapsed();
                 if let Err(fatal) = reversed {
@@ -520,7 +534,7 @@ impl Rehearsal<'_, '_> {
             // Read once for both: the rules of this step, and the next reversal's "before"
             // (unless the fixture changes the rows in between).
             let after = if self.options.reversibility && !seeds {
-                Some(self.state().await?)
+                Some(self.state(before.as_ref()).await?)
             } else {
                 None
             };
@@ -562,10 +576,17 @@ impl Rehearsal<'_, '_> {
     }
 
     /// The schema text and the row count of every table, as a reversal compares them.
-    async fn state(&mut self) -> Result<reversibility::State, Failure> {
+    /// The database's state; `previous`, read on this connection, spares re-digesting
+    /// the tables nothing has written to since.
+    async fn state(
+        &mut self,
+        previous: Option<&reversibility::State>,
+    ) -> Result<reversibility::State, Failure> {
         let started = Instant::now();
         let table = self.set.table().to_string();
-        let state = reversibility::State::read(self.conn(), &table).await;
+        let writes = self.reversibility.writes.clone();
+        let state =
+            reversibility::State::read(self.conn(), &table, previous, writes.as_ref()).await;
         self.reversibility.time += started.elapsed();
         state
     }

@@ -6,13 +6,14 @@
 //! configuration (`[[acknowledgements]] rule = "irreversible"`), and is then reported as
 //! such, not skipped. Migrations of the baseline are not reversed (adopted history).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use sqlx::migrate::Migration;
+use tenantgate::Backend;
 use tenantgate::checks::{CheckOutcome, Failure};
 use tenantgate::config::{Acknowledgement, Config};
-use tenantgate::db::{Conn, Fingerprint, Scope};
+use tenantgate::db::{Conn, Fingerprint, Scope, Writes};
 use tenantgate::schema::Schema;
 
 use super::errors::apply_failure;
@@ -30,26 +31,94 @@ pub struct State {
     schema: String,
     counts: BTreeMap<String, i64>,
     contents: BTreeMap<String, Fingerprint>,
+    /// By table: its columns and their types, the schema's types, and the stamp of its
+    /// rows ([`Conn::row_stamps`]); a table whose key is unchanged holds what it held.
+    keys: BTreeMap<String, String>,
+    /// SQLite: the [`Writes`] mark taken as this state was read.
+    mark: Option<u64>,
 }
 
 impl State {
-    pub async fn read(conn: &mut Conn, migrations_table: &str) -> Result<State, Failure> {
+    /// Reads the database's state. The digests of a table whose rows and columns are
+    /// unchanged since `previous` (read on this connection, which alone wrote since; on
+    /// SQLite, `writes` tracks it) are taken from it rather than computed again: most
+    /// migrations touch a table or two.
+    pub async fn read(
+        conn: &mut Conn,
+        migrations_table: &str,
+        previous: Option<&State>,
+        writes: Option<&Writes>,
+    ) -> Result<State, Failure> {
+        let mark = writes.map(Writes::mark);
         let schema = Schema::read(conn, migrations_table, &Scope::Database)
             .await
             .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
-        let counts = conn
-            .row_counts(&Scope::Database, Some(migrations_table))
+        let stamps = conn
+            .row_stamps(&Scope::Database, Some(migrations_table))
             .await
             .map_err(|error| Failure::new(format!("{error:#}")))?;
-        let contents = conn
-            .fingerprints(&schema)
-            .await
-            .map_err(|error| Failure::new(format!("{error:#}")))?;
+        let types = format!("{:?}", schema.objects.types);
+        // SQLite: the tables written since `previous`; every table, when a name written
+        // is no table now (a table rebuilt under another name and renamed) or nothing
+        // tracked the writes.
+        let previous = match conn.backend() {
+            Backend::Postgres => previous,
+            Backend::Sqlite => previous.filter(|_| writes.is_some()),
+        };
+        let written: BTreeSet<String> = match (previous.and_then(|p| p.mark), writes) {
+            (Some(mark), Some(writes)) => writes.since(mark),
+            _ => BTreeSet::new(),
+        };
+        let tables: BTreeSet<String> = schema
+            .tables
+            .keys()
+            .map(String::as_str)
+            .chain([migrations_table])
+            .map(str::to_lowercase)
+            .collect();
+        let previous = previous.filter(|_| written.is_subset(&tables));
+        let mut keys = BTreeMap::new();
+        let mut contents = BTreeMap::new();
+        let mut stale: Vec<&str> = Vec::new();
+        for (name, table) in &schema.tables {
+            let Some((_, Some(stamp))) = stamps.get(name) else {
+                stale.push(name);
+                continue;
+            };
+            let columns: Vec<(&str, &str)> = table
+                .columns
+                .iter()
+                .map(|c| (c.name.as_str(), c.data_type.as_str()))
+                .collect();
+            let key = format!("{stamp} {columns:?} {types}");
+            let kept = previous.and_then(|previous| {
+                (previous.keys.get(name) == Some(&key) && !written.contains(&name.to_lowercase()))
+                    .then(|| previous.contents.get(name))
+                    .flatten()
+            });
+            match kept {
+                Some(fingerprint) => {
+                    contents.insert(name.clone(), fingerprint.clone());
+                }
+                None => stale.push(name),
+            }
+            keys.insert(name.clone(), key);
+        }
+        contents.extend(
+            conn.fingerprints(&schema, &stale)
+                .await
+                .map_err(|error| Failure::new(format!("{error:#}")))?,
+        );
         Ok(State {
             schema: schema.render(),
             read: schema,
-            counts,
+            counts: stamps
+                .into_iter()
+                .map(|(table, (rows, _))| (table, rows))
+                .collect(),
             contents,
+            keys,
+            mark,
         })
     }
 
@@ -94,6 +163,8 @@ pub struct Pass {
     pub unused_acknowledgements: Vec<Failure>,
     /// Time spent reading states, reverting and re-applying.
     pub time: Duration,
+    /// SQLite: which tables the rehearsal's connection wrote, for [`State::read`].
+    pub writes: Option<Writes>,
 }
 
 impl Pass {
@@ -175,7 +246,7 @@ impl Pass {
             self.failures.push(failure);
             return Ok(());
         }
-        let after = State::read(conn, migrations_table).await?;
+        let after = State::read(conn, migrations_table, Some(before), self.writes.as_ref()).await?;
         let mut lossless = true;
         if after.schema != before.schema {
             lossless = false;
