@@ -311,7 +311,7 @@ pub async fn migrate_schemas(
     let before_texts = if options.dry_run || schemas.is_empty() {
         BTreeMap::new()
     } else {
-        match schema_texts(source, base, &schemas).await {
+        match schema_texts(source, base, &schemas, report.jobs).await {
             Ok(texts) => texts,
             Err(error) => {
                 report.error = Some(format!(
@@ -408,7 +408,7 @@ pub async fn migrate_schemas(
     results.sort_by(|a, b| a.0.schema.cmp(&b.0.schema));
 
     // Fingerprints: the schemas that differ from the majority, with the difference.
-    match fingerprints(source, base, &mut results).await {
+    match fingerprints(source, base, &mut results, report.jobs).await {
         Ok((texts, read)) => {
             // The schemas skipped as up to date were not verified one by one: their
             // structure is, once per distinct text.
@@ -494,32 +494,38 @@ async fn list_schemas(base: &Target, pattern: &str) -> anyhow::Result<Vec<String
 
 /// Each of `schemas` (a missing one as empty), read in batches of [`READ_BATCH`] on one
 /// connection: each batch takes one pass over the catalogs.
+/// Reads `schemas`, [`READ_BATCH`] per pass over the catalogs, up to `jobs` passes at once
+/// (each on a connection of its own): the server's work, not the client's, is most of a
+/// read, and one connection keeps one of its processes busy.
 async fn read_schemas(
     source: &Source<'_>,
     base: &Target,
     schemas: &[String],
+    jobs: usize,
 ) -> anyhow::Result<BTreeMap<String, Schema>> {
-    let mut conn = base.connect(false).await?;
-    let Conn::Postgres(pg) = &mut conn else {
-        anyhow::bail!("--tenant-schemas needs PostgreSQL");
+    use futures_util::StreamExt as _;
+    let table = source.migrator.table_name.to_string();
+    let read_batch = async |batch: &[String]| {
+        let mut conn = base.connect(false).await?;
+        let Conn::Postgres(pg) = &mut conn else {
+            anyhow::bail!("--tenant-schemas needs PostgreSQL");
+        };
+        let read = Schema::read_postgres_schemas(pg, batch, &table).await;
+        conn.close().await;
+        let mut read = read?;
+        Ok(batch
+            .iter()
+            .map(|name| (name.clone(), read.remove(name).unwrap_or_default()))
+            .collect::<Vec<_>>())
     };
+    let mut batches = futures_util::stream::iter(schemas.chunks(READ_BATCH))
+        .map(read_batch)
+        .buffer_unordered(jobs.max(1));
     let mut all = BTreeMap::new();
-    let mut read = anyhow::Ok(());
-    for batch in schemas.chunks(READ_BATCH) {
-        match Schema::read_postgres_schemas(pg, batch, &source.migrator.table_name).await {
-            Ok(mut schemas) => {
-                for name in batch {
-                    all.insert(name.clone(), schemas.remove(name).unwrap_or_default());
-                }
-            }
-            Err(error) => {
-                read = Err(error);
-                break;
-            }
-        }
+    while let Some(batch) = batches.next().await {
+        all.extend(batch?);
     }
-    conn.close().await;
-    read.map(|()| all)
+    Ok(all)
 }
 
 /// The schema text of each of `schemas`.
@@ -527,8 +533,9 @@ async fn schema_texts(
     source: &Source<'_>,
     base: &Target,
     schemas: &[String],
+    jobs: usize,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    Ok(read_schemas(source, base, schemas)
+    Ok(read_schemas(source, base, schemas, jobs)
         .await?
         .into_iter()
         .map(|(name, schema)| (name, schema.render()))
@@ -545,6 +552,7 @@ async fn fingerprints(
     source: &Source<'_>,
     base: &Target,
     results: &mut [(SchemaOutcome, Option<String>)],
+    jobs: usize,
 ) -> anyhow::Result<(Texts, BTreeMap<String, Schema>)> {
     let unread: Vec<String> = results
         .iter()
@@ -554,7 +562,7 @@ async fn fingerprints(
     let mut read: BTreeMap<String, String> = BTreeMap::new();
     let mut by_fingerprint: BTreeMap<String, Schema> = BTreeMap::new();
     if !unread.is_empty() {
-        for (name, schema) in read_schemas(source, base, &unread).await? {
+        for (name, schema) in read_schemas(source, base, &unread, jobs).await? {
             let text = schema.render();
             by_fingerprint
                 .entry(crate::manifest::sha256_hex(text.as_bytes()))
