@@ -36,6 +36,8 @@ pub struct State {
     keys: BTreeMap<String, String>,
     /// SQLite: the [`Writes`] mark taken as this state was read.
     mark: Option<u64>,
+    /// SQLite: the rows of `sqlite_schema` the schema was read from.
+    source: Option<Vec<String>>,
 }
 
 impl State {
@@ -50,9 +52,30 @@ impl State {
         writes: Option<&Writes>,
     ) -> Result<State, Failure> {
         let mark = writes.map(Writes::mark);
-        let schema = Schema::read(conn, migrations_table, &Scope::Database)
-            .await
-            .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
+        // SQLite derives all of a schema from the SQL its `sqlite_schema` keeps: the same
+        // rows there, the same schema as `previous` read.
+        let source = match conn.backend() {
+            Backend::Postgres => None,
+            Backend::Sqlite => Some(
+                conn.texts(
+                    "SELECT type || char(31) || name || char(31) || tbl_name || char(31) \
+                     || coalesce(sql, '') FROM sqlite_schema ORDER BY 1",
+                )
+                .await
+                .map_err(|error| Failure::new(format!("read sqlite_schema: {error:#}")))?,
+            ),
+        };
+        let same = previous.filter(|p| source.is_some() && p.source == source);
+        let (schema, text) = match same {
+            Some(previous) => (previous.read.clone(), previous.schema.clone()),
+            None => {
+                let schema = Schema::read(conn, migrations_table, &Scope::Database)
+                    .await
+                    .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
+                let text = schema.render();
+                (schema, text)
+            }
+        };
         let stamps = conn
             .row_stamps(&Scope::Database, Some(migrations_table))
             .await
@@ -110,7 +133,7 @@ impl State {
                 .map_err(|error| Failure::new(format!("{error:#}")))?,
         );
         Ok(State {
-            schema: schema.render(),
+            schema: text,
             read: schema,
             counts: stamps
                 .into_iter()
@@ -119,6 +142,7 @@ impl State {
             contents,
             keys,
             mark,
+            source,
         })
     }
 
