@@ -463,3 +463,43 @@ async fn a_table_rebuilt_or_without_rowid_that_a_down_migration_changes_is_caugh
         );
     }
 }
+
+/// Rows changed by a foreign key's action (here ON UPDATE CASCADE into a child the
+/// migrations never name) are written rows too: the digests of the child are not reused.
+#[tokio::test]
+async fn a_down_migration_whose_cascade_changes_a_child_table_is_caught() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .append_config(
+            "[[global_tables]]\nname = \"kinds\"\nreason = \"a test's reference data\"\n\n\
+             [[global_tables]]\nname = \"kind_notes\"\nreason = \"a test's reference data\"\n",
+        )
+        .unwrap();
+    add_version(
+        &scratch,
+        "0008",
+        "create_kinds",
+        "CREATE TABLE kinds (code TEXT PRIMARY KEY);\n\
+         CREATE TABLE kind_notes (id BIGINT PRIMARY KEY, kind TEXT NOT NULL REFERENCES kinds (code) ON UPDATE CASCADE);\n\
+         INSERT INTO kinds VALUES ('a'), ('b');\n\
+         INSERT INTO kind_notes VALUES (1, 'a'), (2, 'b');\n",
+        "DROP TABLE kind_notes;\nDROP TABLE kinds;\n",
+    );
+    add_version(
+        &scratch,
+        "0009",
+        "recode_kinds",
+        "INSERT INTO kinds VALUES ('c');\n",
+        "DELETE FROM kinds WHERE code = 'c';\nUPDATE kinds SET code = 'z' WHERE code = 'a';\nINSERT INTO kinds VALUES ('a');\nDELETE FROM kinds WHERE code = 'z' AND NOT EXISTS (SELECT 1 FROM kind_notes WHERE kind = 'z');\n",
+    );
+    for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
+        assert_fails_with(
+            &report,
+            "reversibility",
+            &[
+                "0009_recode_kinds.down.sql loses data",
+                "`kind_notes`: column(s) `kind` no longer hold the values they held",
+            ],
+        );
+    }
+}
