@@ -217,6 +217,20 @@ impl Conn {
         self.texts(&sql).await.context("list the tables")
     }
 
+    /// Every table in `scope` but `except` (the migrations table).
+    async fn tables_except(
+        &mut self,
+        scope: &Scope,
+        except: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .tables(scope)
+            .await?
+            .into_iter()
+            .filter(|table| except.is_none_or(|except| !crate::config::same_table(table, except)))
+            .collect())
+    }
+
     /// The row count of every table in `scope` but `except` (the migrations table).
     pub async fn row_counts(
         &mut self,
@@ -224,12 +238,7 @@ impl Conn {
         except: Option<&str>,
     ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
         let mut counts = std::collections::BTreeMap::new();
-        let tables: Vec<String> = self
-            .tables(scope)
-            .await?
-            .into_iter()
-            .filter(|table| except.is_none_or(|except| !crate::config::same_table(table, except)))
-            .collect();
+        let tables = self.tables_except(scope, except).await?;
         if tables.is_empty() {
             return Ok(counts);
         }
@@ -300,12 +309,7 @@ impl Conn {
                 })
                 .collect());
         }
-        let tables: Vec<String> = self
-            .tables(scope)
-            .await?
-            .into_iter()
-            .filter(|table| except.is_none_or(|except| !crate::config::same_table(table, except)))
-            .collect();
+        let tables = self.tables_except(scope, except).await?;
         if tables.is_empty() {
             return Ok(std::collections::BTreeMap::new());
         }
