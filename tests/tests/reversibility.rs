@@ -7,9 +7,16 @@ use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, rehearse_
 
 /// Adds migration 0008 to both backends.
 fn add_both(scratch: &Scratch, name: &str, up: &str, down: &str) {
-    for backend in Backend::ALL {
+    add_version(scratch, "0008", name, up, down);
+}
+
+/// Declares `tables` in the scratch configuration as global (a test's reference data).
+fn declare_global(scratch: &Scratch, tables: &[&str]) {
+    for table in tables {
         scratch
-            .add_migration(backend, "0008", name, up, down)
+            .append_config(&format!(
+                "[[global_tables]]\nname = \"{table}\"\nreason = \"a test's reference data\"\n"
+            ))
             .unwrap();
     }
 }
@@ -399,12 +406,7 @@ async fn a_down_migration_that_changes_a_table_its_up_never_touched_is_caught() 
 #[tokio::test]
 async fn a_table_rebuilt_or_without_rowid_that_a_down_migration_changes_is_caught() {
     let scratch = Scratch::new().unwrap();
-    scratch
-        .append_config(
-            "[[global_tables]]\nname = \"labels\"\nreason = \"a test's reference data\"\n\n\
-             [[global_tables]]\nname = \"tags\"\nreason = \"a test's reference data\"\n",
-        )
-        .unwrap();
+    declare_global(&scratch, &["labels", "tags"]);
     for backend in Backend::ALL {
         let without_rowid = if backend == Backend::Sqlite {
             " WITHOUT ROWID"
@@ -469,12 +471,7 @@ async fn a_table_rebuilt_or_without_rowid_that_a_down_migration_changes_is_caugh
 #[tokio::test]
 async fn a_down_migration_whose_cascade_changes_a_child_table_is_caught() {
     let scratch = Scratch::new().unwrap();
-    scratch
-        .append_config(
-            "[[global_tables]]\nname = \"kinds\"\nreason = \"a test's reference data\"\n\n\
-             [[global_tables]]\nname = \"kind_notes\"\nreason = \"a test's reference data\"\n",
-        )
-        .unwrap();
+    declare_global(&scratch, &["kinds", "kind_notes"]);
     add_version(
         &scratch,
         "0008",
