@@ -53,6 +53,19 @@ pub fn schema_filter(scope: &Scope) -> String {
     }
 }
 
+/// A condition on `c.oid`: the relation is in one of the schemas `n` of `filter`
+/// ([`schema_filter`]). Found through each schema's dependents in pg_depend (every table,
+/// view, sequence and foreign table depends on its schema), an index lookup: pg_class
+/// has no index that starts with the schema, and with a thousand tenant schemas a scan
+/// of its ninety thousand rows took 5–8 ms for every one-schema question.
+pub fn relation_in(filter: &str) -> String {
+    format!(
+        "c.oid IN (SELECT d.objid FROM pg_depend d \
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.classid = 'pg_class'::regclass AND d.deptype = 'n' \
+         AND d.refobjid IN (SELECT n.oid FROM pg_namespace n WHERE {filter}))"
+    )
+}
+
 /// A table's name as [`Conn::tables`] gives it: bare in the current schema, qualified elsewhere.
 pub const TABLE_NAME_SQL: &str = "CASE WHEN n.nspname = current_schema() THEN c.relname::text ELSE n.nspname || '.' || c.relname END";
 
@@ -206,9 +219,8 @@ impl Conn {
         let sql = match self {
             Conn::Postgres(_) => format!(
                 "SELECT {TABLE_NAME_SQL} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n WHERE {filter}) \
-                 AND c.relkind IN ('r', 'p') ORDER BY 1",
-                filter = schema_filter(scope)
+                 WHERE {relations} AND c.relkind IN ('r', 'p') ORDER BY 1",
+                relations = relation_in(&schema_filter(scope))
             ),
             Conn::Sqlite(_) => "SELECT name FROM sqlite_schema WHERE type = 'table' \
                  AND name NOT LIKE 'sqlite_%' ORDER BY 1"

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{Scope, TABLE_NAME_SQL, schema_filter};
+use crate::db::{Scope, TABLE_NAME_SQL, relation_in, schema_filter};
 
 #[derive(Clone, Debug, Default)]
 pub struct RoleFacts {
@@ -39,8 +39,7 @@ impl RoleFacts {
             "WITH relations AS MATERIALIZED (
                  SELECT c.oid, c.relkind, c.relowner, {TABLE_NAME_SQL} AS name
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relnamespace IN (SELECT n.oid FROM pg_namespace n WHERE {filter})
-                   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')),
+                 WHERE {relations} AND c.relkind IN ('r', 'p', 'v', 'm', 'f')),
              functions AS MATERIALIZED (
                  SELECT p.oid, CASE WHEN n.nspname = current_schema() THEN '' ELSE n.nspname || '.' END
                                || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS name
@@ -62,7 +61,8 @@ impl RoleFacts {
                                  WHERE d.classid = 'pg_proc'::regclass AND d.objid = f.oid AND d.deptype = 'e') = 0
                           ORDER BY 1)
              FROM pg_roles r WHERE r.rolname = $1",
-            filter = schema_filter(scope)
+            filter = schema_filter(scope),
+            relations = relation_in(&schema_filter(scope)),
         );
         type Row = (
             bool,
