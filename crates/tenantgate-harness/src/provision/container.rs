@@ -78,6 +78,7 @@ pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<Stri
         "postgres://postgres:{password}@{host}:{}/postgres",
         port.as_ref().map_or(0, |p| *p)
     );
+    let bridge = container.get_bridge_ip_address().await.ok();
     janitor.register(Resource::Container {
         container: Box::new(container),
         url: url.clone(),
@@ -86,7 +87,34 @@ pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<Stri
         bail!("read the port of the PostgreSQL container: {error}");
     }
     super::wait_until_accepting(&url, Duration::from_secs(30)).await?;
-    Ok(url)
+    Ok(match bridge {
+        Some(ip) => direct_url(&url, &password, ip).await,
+        None => url,
+    })
+}
+
+/// The container's own address on the Docker bridge, when this machine reaches it (a
+/// Linux host does; Docker Desktop and rootless engines do not): the published port goes
+/// through `docker-proxy`, which doubled every round trip (0.20 ms against 0.10 ms for
+/// `SELECT 1`), and a rehearsal makes thousands. Otherwise the published port.
+async fn direct_url(published: &str, password: &str, ip: std::net::IpAddr) -> String {
+    use sqlx::Connection;
+    let direct = format!(
+        "postgres://postgres:{password}@{}/postgres",
+        std::net::SocketAddr::new(ip, 5432)
+    );
+    let attempt = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::PgConnection::connect(&direct),
+    )
+    .await;
+    match attempt {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            direct
+        }
+        _ => published.to_string(),
+    }
 }
 
 /// `registry:5000/postgres:15` → (`registry:5000/postgres`, `15`); no tag means `latest`.
