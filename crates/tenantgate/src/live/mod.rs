@@ -245,14 +245,48 @@ pub async fn migrate(
     options: &Options,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Report {
+    let mut conn = None;
+    let report = migrate_reusing(&mut conn, source, config, target, options, progress).await;
+    if let Some(conn) = conn {
+        conn.close().await;
+    }
+    report
+}
+
+/// [`migrate`] on the connection `conn` holds, when it is one to the target's database
+/// that [`Target::take_over`] can hand to this target, else on a new one; the connection
+/// is left in `conn` for the next run. A fan-out's worker runs schema after schema on one
+/// connection: a new server process per schema read every catalog it touched from disk
+/// into its caches again, and parsed and planned every statement anew.
+pub async fn migrate_reusing(
+    conn: &mut Option<Conn>,
+    source: &Source<'_>,
+    config: &Config,
+    target: &Target,
+    options: &Options,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Report {
     let started = Instant::now();
     let mut report = Report::new("app migrate", target, source);
     let files = Files::new(&options.backup_dir, &target.label());
-    let Some(mut conn) = connect_or_refuse(target, !options.dry_run, &mut report, started).await
-    else {
-        return report;
+    let reused = match conn.take() {
+        Some(mut open) => match target.take_over(&mut open).await {
+            Ok(()) => Some(open),
+            Err(_) => {
+                open.close().await;
+                None
+            }
+        },
+        None => None,
     };
-    let lock = match RunnerLock::acquire(&mut conn, target, options.wait_for_lock, progress).await {
+    let conn = match reused {
+        Some(open) => conn.insert(open),
+        None => match connect_or_refuse(target, !options.dry_run, &mut report, started).await {
+            Some(open) => conn.insert(open),
+            None => return report,
+        },
+    };
+    let lock = match RunnerLock::acquire(conn, target, options.wait_for_lock, progress).await {
         Ok(lock) => lock,
         Err(error) => {
             refuse(
@@ -260,18 +294,17 @@ pub async fn migrate(
                 started,
                 Check::fail("lock", format!("{error:#}")),
             );
-            conn.close().await;
             return report;
         }
     };
-    let scope = target.live_scope(&mut conn, source, config).await;
+    let scope = target.live_scope(conn, source, config).await;
     let mut run = Run {
         source,
         config,
         target,
         options,
         files: &files,
-        conn: &mut conn,
+        conn: &mut *conn,
         report: &mut report,
         progress,
         scope,
@@ -327,8 +360,7 @@ pub async fn migrate(
     if !options.dry_run && validated && !(report.outcome == Outcome::Failed && rolling_back) {
         let _ = std::fs::remove_file(marker_path(&options.backup_dir, &target.label()));
     }
-    lock.release(&mut conn).await;
-    conn.close().await;
+    lock.release(conn).await;
     report
 }
 

@@ -123,6 +123,29 @@ impl Target {
         Ok(options)
     }
 
+    /// Makes `conn`, a PostgreSQL connection to this target's database that an earlier run
+    /// used (on another schema, perhaps), this target's as if new: `DISCARD ALL` ends every
+    /// session state a run or its migrations left (settings, role, temporary tables,
+    /// prepared statements, advisory locks), sqlx forgets the statements it had prepared,
+    /// and the search_path is the target's schema. An error (not a tenant schema's target,
+    /// a connection in a transaction or lost) means: open a new one.
+    pub async fn take_over(&self, conn: &mut Conn) -> anyhow::Result<()> {
+        let (Conn::Postgres(pg), Some(schema)) = (conn, &self.schema) else {
+            anyhow::bail!(
+                "only a PostgreSQL connection is handed from one tenant schema's run to the next"
+            );
+        };
+        pg.clear_cached_statements().await?;
+        // Two messages: DISCARD ALL refuses to run in the implicit transaction of a
+        // message holding two statements.
+        sqlx::raw_sql("DISCARD ALL").execute(&mut *pg).await?;
+        let sql = format!("SET search_path TO {}", crate::db::quote(schema));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *pg)
+            .await?;
+        Ok(())
+    }
+
     /// Opens the runner's connection. A SQLite file must already exist: creating an empty
     /// database is `app migrate`'s job on a first deploy, which it says it does.
     pub async fn connect(&self, create: bool) -> anyhow::Result<Conn> {
