@@ -672,7 +672,7 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
         // tenant_03 has a table of its own where 0001 creates `currencies`.
         conn.execute("CREATE TABLE tenant_03.currencies (code int)").await?;
         conn.close().await;
-        let fanout = tenantgate::live::fanout::Fanout { pattern: "tenant_%".to_string(), jobs: 4, fail_fast: false };
+        let fanout = tenantgate::live::fanout::Fanout { pattern: "tenant_%".to_string(), jobs: 4, fail_fast: false, schemas_per_dump: None };
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = std::sync::Arc::clone(&lines);
         let progress: tenantgate::live::fanout::Progress =
@@ -747,6 +747,111 @@ async fn postgres_a_schema_named_with_a_space_and_capitals_is_migrated() -> anyh
         )
         .await;
         assert_eq!(report.outcome, Outcome::Migrated, "{}", report.render());
+        Ok(())
+    })
+    .await
+}
+
+/// Workers start on a dump's schemas while the next one is taken; when a later dump fails,
+/// the schemas it was to hold are not started (they have no backup), the ones before it
+/// are migrated, each from its dump, and the report says so. A re-run resumes with the rest.
+#[tokio::test]
+async fn a_failed_dump_leaves_its_schemas_not_started_and_a_re_run_resumes() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let dir = tempfile::tempdir()?;
+        let base = Target::new(&database.url)?;
+        let mut conn = base.connect(false).await?;
+        for i in 0..6 {
+            conn.execute(&format!("CREATE SCHEMA tenant_{i:02}")).await?;
+        }
+        conn.close().await;
+        let scratch = Scratch::new()?;
+        let run = |failpoints: Option<&str>| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scratch_app"));
+            command
+                .args(["migrate", "--database-url", &database.url, "--tenant-schemas", "tenant_%"])
+                .args(["--jobs", "2", "--schemas-per-dump", "2", "--backup-dir"])
+                .arg(dir.path().join("backups"))
+                .env("TENANTGATE_SCRATCH", scratch.dir.path());
+            match failpoints {
+                Some(failpoints) => command.env("FAILPOINTS", failpoints),
+                None => command.env_remove("FAILPOINTS"),
+            };
+            command.output()
+        };
+        // The first dump is taken, the second fails.
+        let output = run(Some("fanout::before-dump=1*off->return(fail)"))?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "{text}");
+        assert!(text.contains("dump 2 of 3") && text.contains("fanout::before-dump"), "{text}");
+        assert!(text.contains("4 of the 6 schemas to migrate were not started"), "{text}");
+        // The schemas not started are as they were, not drift from the migrated ones.
+        assert!(!text.contains("DRIFT"), "{text}");
+        let versions = |schema: &str| {
+            let url = database.url.clone();
+            let schema = schema.to_string();
+            async move {
+                let mut conn = Target::new(&url)?.in_schema(&schema).connect(false).await?;
+                let versions = conn
+                    .texts("SELECT coalesce(max(version), 0)::text FROM (SELECT version FROM _sqlx_migrations UNION ALL SELECT 0) v")
+                    .await
+                    .unwrap_or_else(|_| vec!["none".to_string()]);
+                conn.close().await;
+                anyhow::Ok(versions.join(""))
+            }
+        };
+        assert_eq!(versions("tenant_00").await?, "7", "{text}");
+        assert_eq!(versions("tenant_01").await?, "7", "{text}");
+        for schema in ["tenant_02", "tenant_03", "tenant_04", "tenant_05"] {
+            assert_eq!(versions(schema).await?, "none", "{schema} was touched:\n{text}");
+        }
+        let dumps = std::fs::read_dir(dir.path().join("backups"))?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".schemas.dump"))
+            .count();
+        assert_eq!(dumps, 1, "{text}");
+        // A re-run skips the two and migrates the four, in two dumps.
+        let output = run(None)?;
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("2 of 6 schemas are already at 0007"), "{text}");
+        assert!(text.contains("dump 2 of 2") && !text.contains("dump 3 of"), "{text}");
+        for i in 0..6 {
+            assert_eq!(versions(&format!("tenant_{i:02}")).await?, "7", "{text}");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// A fan-out's worker runs schema after schema on one connection: what a migration leaves
+/// in its session (a temporary table, a prepared statement) is gone before the next
+/// schema's run, which would otherwise fail on it ("already exists").
+#[tokio::test]
+async fn a_worker_connection_carries_no_session_state_from_one_schema_to_the_next()
+-> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let dir = tempfile::tempdir()?;
+        let base = Target::new(&database.url)?;
+        let mut conn = base.connect(false).await?;
+        for i in 0..3 {
+            conn.execute(&format!("CREATE SCHEMA tenant_{i:02}")).await?;
+        }
+        conn.close().await;
+        let scratch = Scratch::new()?;
+        let folder = scratch.dir.path().join("migrations/postgres");
+        std::fs::write(
+            folder.join("0008_session_state.up.sql"),
+            "CREATE TEMP TABLE session_leftover (id int);\nPREPARE session_leftover_plan AS SELECT 1;\n",
+        )?;
+        std::fs::write(folder.join("0008_session_state.down.sql"), "DEALLOCATE session_leftover_plan;\n")?;
+        let source = scratch_source(&scratch, Backend::Postgres).await?;
+        let config = scratch.config()?;
+        let fanout = tenantgate::live::fanout::Fanout { pattern: "tenant_%".to_string(), jobs: 1, fail_fast: false, schemas_per_dump: None };
+        let progress: tenantgate::live::fanout::Progress = std::sync::Arc::new(std::sync::Mutex::new(|_: &str| {}));
+        let report = tenantgate::live::fanout::migrate_schemas(&source, &config, &base, &options(dir.path()), &fanout, progress).await;
+        assert!(report.ok(), "{}", report.render());
+        assert!(report.schemas.iter().all(|s| s.outcome == "migrated" && s.to_version == Some(8)), "{}", report.render());
         Ok(())
     })
     .await

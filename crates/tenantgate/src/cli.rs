@@ -130,6 +130,9 @@ pub struct MigrateArgs {
     /// With --tenant-schemas: start no further schema after the first failure.
     #[arg(long)]
     fail_fast: bool,
+    /// With --tenant-schemas: at most N schemas in one backup dump (fewer when the server's lock table needs); migrating starts as soon as the first dump is taken.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    schemas_per_dump: Option<u32>,
 }
 
 /// SIGINT and SIGTERM, listened for from the moment this is made (not from a task's first
@@ -455,6 +458,7 @@ impl MigrateArgs {
                     pattern: pattern.clone(),
                     jobs: usize::from(self.jobs),
                     fail_fast: self.fail_fast,
+                    schemas_per_dump: self.schemas_per_dump.map(|n| n as usize),
                 };
                 let progress: Progress =
                     Arc::new(std::sync::Mutex::new(|line: &str| eprintln!("{line}")));

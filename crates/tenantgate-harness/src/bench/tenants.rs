@@ -208,6 +208,7 @@ async fn fan_out(
         pattern: format!("{PREFIX}%"),
         jobs,
         fail_fast: false,
+        schemas_per_dump: None,
     };
     let progress: Progress = Arc::new(Mutex::new(|_: &str| {}));
     let config = context.project.embedded_app()?.config()?;

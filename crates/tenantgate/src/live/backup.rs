@@ -584,8 +584,13 @@ async fn counted_in_snapshot(
 /// `schemas` split into as few dumps as the server's shared lock table allows: a dump
 /// locks every table it holds until it ends (pg_dump locks tables, not their indexes or
 /// sequences), and the table has `max_locks_per_transaction × (max_connections + max_prepared_transactions)`
-/// slots for every session together. A quarter of them is left to one dump.
-pub async fn dump_batches(base: &Target, schemas: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
+/// slots for every session together. A quarter of them is left to one dump. `at_most`
+/// caps a dump's schemas further.
+pub async fn dump_batches(
+    base: &Target,
+    schemas: &[String],
+    at_most: Option<usize>,
+) -> anyhow::Result<Vec<Vec<String>>> {
     let mut conn = PgConnection::connect_with(&base.pg_options()?)
         .await
         .context("connect to size the backup")?;
@@ -602,6 +607,7 @@ pub async fn dump_batches(base: &Target, schemas: &[String]) -> anyhow::Result<V
     let _ = conn.close().await;
     let per_schema = (relations / schemas.len().max(1) as i64).max(1);
     let per_dump = ((slots / 4) / per_schema).max(1) as usize;
+    let per_dump = at_most.map_or(per_dump, |at_most| per_dump.min(at_most.max(1)));
     Ok(schemas.chunks(per_dump).map(<[String]>::to_vec).collect())
 }
 

@@ -28,6 +28,9 @@ pub struct Fanout {
     /// Stop starting schemas after the first failure (running ones finish, and roll back
     /// if they fail).
     pub fail_fast: bool,
+    /// At most this many schemas in one dump (the server's lock table may ask for fewer):
+    /// the workers start on a dump's schemas as soon as it is taken.
+    pub schemas_per_dump: Option<usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -263,94 +266,98 @@ pub async fn migrate_schemas(
     // dumps, so a dump per schema costs the catalog a thousand times over. A dump locks
     // every table it holds in one transaction, so schemas go into as few dumps as the
     // server's lock table allows (`max_locks_per_transaction`).
-    let mut shared: BTreeMap<String, Arc<super::backup::SharedBackup>> = BTreeMap::new();
-    if options.backup && !options.dry_run && !schemas.is_empty() {
-        let backed_up = async {
-            let batches = super::backup::dump_batches(base, &schemas).await?;
-            for (index, batch) in batches.iter().enumerate() {
-                {
-                    let mut progress = progress.lock().expect("progress");
-                    progress(&format!(
-                        "backing up {} of the {total} schemas to migrate (dump {} of {})",
-                        batch.len(),
-                        index + 1,
-                        batches.len()
-                    ));
-                }
-                let files = super::backup::Files::new(&options.backup_dir, &base.label());
-                let dump =
-                    super::backup::backup_schemas(base, batch, &files, options.pg_bin.as_deref())
-                        .await?;
-                {
-                    let mut progress = progress.lock().expect("progress");
-                    progress(&format!(
-                        "backup: {} ({} bytes) in {:.1} s",
-                        dump.info.path, dump.info.bytes, dump.info.seconds
-                    ));
-                }
-                report.backups.push(dump.info.clone());
-                let dump = Arc::new(dump);
-                for schema in batch {
-                    shared.insert(schema.clone(), dump.clone());
-                }
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(error) = backed_up {
-            report.error = Some(format!(
-                "backup failed, nothing was migrated: {error:#}\nfix: see the error above; or pass --no-backup to migrate without one (a failing schema is then reverted with its down migrations)"
-            ));
-            report.seconds = started.elapsed().as_secs_f64();
-            return report;
-        }
-    }
-    // Every pending schema's text before it is migrated, a few hundred per pass over the
-    // catalogs: read one schema at a time, each run scanned catalogs that hold every
-    // schema's objects, twice.
-    let before_texts = if options.dry_run || schemas.is_empty() {
-        BTreeMap::new()
-    } else {
-        match schema_texts(source, base, &schemas, report.jobs).await {
-            Ok(texts) => texts,
+    let backing_up = options.backup && !options.dry_run && !schemas.is_empty();
+    let batches: Vec<Vec<String>> = if backing_up {
+        match super::backup::dump_batches(base, &schemas, fanout.schemas_per_dump).await {
+            Ok(batches) => batches,
             Err(error) => {
                 report.error = Some(format!(
-                    "read the tenant schemas before migrating them, nothing was migrated: {error:#}"
+                    "backup failed, nothing was migrated: {error:#}\nfix: see the error above; or pass --no-backup to migrate without one (a failing schema is then reverted with its down migrations)"
                 ));
                 report.seconds = started.elapsed().as_secs_f64();
                 return report;
             }
         }
+    } else {
+        schemas.chunks(READ_BATCH).map(<[String]>::to_vec).collect()
     };
+    // The schemas go to the workers a batch at a time, as soon as their dump is taken and
+    // their text before the run read (a few hundred per pass over the catalogs): the
+    // workers migrate the first batch's schemas while the next one is dumped, so the
+    // dumps (one server process each) no longer leave the other cores idle.
+    let (ready, waiting) = tokio::sync::mpsc::unbounded_channel::<Ready>();
+    let waiting = tokio::sync::Mutex::new(waiting);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<(SchemaOutcome, Option<String>)>> = Mutex::new(results_so_far);
+    let mut backups = Vec::new();
+    // Why the schemas no batch handed over were not started, when it was the batches' fault.
+    let mut unprepared: Option<String> = None;
+    let producer = async {
+        let ready = ready;
+        for (index, batch) in batches.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) || options.interrupted.load(Ordering::SeqCst) {
+                break;
+            }
+            let prepared = prepare_batch(
+                source,
+                base,
+                options,
+                batch,
+                (index, batches.len(), total),
+                &progress,
+                report.jobs,
+            )
+            .await;
+            match prepared {
+                Ok((dump, mut texts)) => {
+                    if let Some(dump) = &dump {
+                        backups.push(dump.info.clone());
+                    }
+                    for schema in batch {
+                        let before = texts.remove(schema);
+                        // A worker gone (fail-fast) leaves the schema not started.
+                        let _ = ready.send((schema.clone(), dump.clone(), before));
+                    }
+                }
+                Err(error) => {
+                    unprepared = Some(format!("{error:#}"));
+                    break;
+                }
+            }
+        }
+    };
     let schema_options = Options {
         report: None,
         report_unchanged: false,
         ..options.clone()
     };
     let worker = async || {
+        // One connection for every schema this worker runs (`migrate_reusing`).
+        let mut conn: Option<Conn> = None;
         loop {
             if stop.load(Ordering::SeqCst) || options.interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            let index = next.fetch_add(1, Ordering::SeqCst);
-            let Some(schema) = schemas.get(index) else {
+            let Some((schema, shared_backup, before_schema)) = waiting.lock().await.recv().await
+            else {
                 break;
             };
-            let target = base.in_schema(schema);
+            next.fetch_add(1, Ordering::SeqCst);
+            let target = base.in_schema(&schema);
             let mut say = |line: &str| {
                 let mut progress = progress.lock().expect("progress");
                 progress(&format!("{schema}: {line}"));
             };
             let options = Options {
-                shared_backup: shared.get(schema).cloned(),
-                before_schema: before_texts.get(schema).cloned(),
+                shared_backup,
+                before_schema,
                 ..schema_options.clone()
             };
-            let run: Report = super::migrate(source, config, &target, &options, &mut say).await;
+            let run: Report =
+                super::migrate_reusing(&mut conn, source, config, &target, &options, &mut say)
+                    .await;
             let ok = run.outcome.ok();
             if !ok && fanout.fail_fast {
                 stop.store(true, Ordering::SeqCst);
@@ -384,12 +391,32 @@ pub async fn migrate_schemas(
                 run.schema_text.clone(),
             ));
         }
+        if let Some(conn) = conn {
+            conn.close().await;
+        }
     };
     let workers: Vec<_> = (0..report.jobs).map(|_| worker()).collect();
-    futures_util::future::join_all(workers).await;
+    futures_util::future::join(producer, futures_util::future::join_all(workers)).await;
+    report.backups = backups;
 
     let mut results = results.into_inner().expect("results");
     let started_names: BTreeSet<String> = results.iter().map(|(s, _)| s.schema.clone()).collect();
+    let why_not_started = match &unprepared {
+        Some(error) => {
+            let migrated = next.load(Ordering::SeqCst);
+            report.error = Some(format!(
+                "{error}\n{} of the {total} schemas to migrate were not started: they have no backup (the {migrated} before them were migrated, each from a dump above)\nfix: see the error above and run again (a re-run resumes with them); or pass --no-backup to migrate without one",
+                total - migrated
+            ));
+            "not started: its backup, or the read of its schema before the run, failed (a re-run resumes here)"
+        }
+        None if options.interrupted.load(Ordering::SeqCst) => {
+            "not started: the run was interrupted (a re-run resumes here)"
+        }
+        None => {
+            "not started: an earlier schema failed and --fail-fast was given (a re-run resumes here)"
+        }
+    };
     for schema in all_schemas.iter().filter(|s| !started_names.contains(*s)) {
         results.push((
             SchemaOutcome {
@@ -399,15 +426,18 @@ pub async fn migrate_schemas(
                 seconds: 0.0,
                 from_version: None,
                 to_version: None,
-                error: Some("not started: an earlier schema failed and --fail-fast was given (a re-run resumes here)".to_string()),
+                error: Some(why_not_started.to_string()),
                 report: None,
             },
             None,
         ));
     }
+    // Fingerprints: the schemas that differ from the majority, with the difference. A
+    // schema that was not started is as it was, not a schema to compare with the rest.
+    let (mut results, not_started): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .partition(|(outcome, _)| outcome.outcome != "not-started");
     results.sort_by(|a, b| a.0.schema.cmp(&b.0.schema));
-
-    // Fingerprints: the schemas that differ from the majority, with the difference.
     match fingerprints(source, base, &mut results, report.jobs).await {
         Ok((texts, read)) => {
             // The schemas skipped as up to date were not verified one by one: their
@@ -459,9 +489,74 @@ pub async fn migrate_schemas(
         }
         Err(error) => report.error = Some(format!("fingerprint the schemas: {error:#}")),
     }
+    results.extend(not_started);
+    results.sort_by(|a, b| a.0.schema.cmp(&b.0.schema));
     report.schemas = results.into_iter().map(|(s, _)| s).collect();
     report.seconds = started.elapsed().as_secs_f64();
     report
+}
+
+/// A schema ready for its run: its name, the dump that holds it, its text before the run.
+type Ready = (
+    String,
+    Option<Arc<super::backup::SharedBackup>>,
+    Option<String>,
+);
+
+/// Makes `batch` ready for its runs: dumps it (unless the run takes no backup) and reads
+/// its schemas' texts before the run (unless it is a dry run). `position` is the batch's
+/// index, the number of batches and the number of schemas to migrate, for the progress
+/// lines.
+async fn prepare_batch(
+    source: &Source<'_>,
+    base: &Target,
+    options: &Options,
+    batch: &[String],
+    position: (usize, usize, usize),
+    progress: &Progress,
+    jobs: usize,
+) -> anyhow::Result<(
+    Option<Arc<super::backup::SharedBackup>>,
+    BTreeMap<String, String>,
+)> {
+    let (index, batches, total) = position;
+    let say = |line: &str| {
+        let mut progress = progress.lock().expect("progress");
+        progress(line);
+    };
+    let dump = if options.backup && !options.dry_run {
+        if super::fault::at(super::fault::BEFORE_DUMP) == super::fault::Injected::Fail {
+            anyhow::bail!(
+                "backup failed (dump {} of {batches}): a failure injected at {}",
+                index + 1,
+                super::fault::BEFORE_DUMP
+            );
+        }
+        say(&format!(
+            "backing up {} of the {total} schemas to migrate (dump {} of {batches})",
+            batch.len(),
+            index + 1
+        ));
+        let files = super::backup::Files::new(&options.backup_dir, &base.label());
+        let dump = super::backup::backup_schemas(base, batch, &files, options.pg_bin.as_deref())
+            .await
+            .with_context(|| format!("backup failed (dump {} of {batches})", index + 1))?;
+        say(&format!(
+            "backup: {} ({} bytes) in {:.1} s",
+            dump.info.path, dump.info.bytes, dump.info.seconds
+        ));
+        Some(Arc::new(dump))
+    } else {
+        None
+    };
+    let texts = if options.dry_run {
+        BTreeMap::new()
+    } else {
+        schema_texts(source, base, batch, jobs)
+            .await
+            .context("read the tenant schemas before migrating them")?
+    };
+    Ok((dump, texts))
 }
 
 fn outcome_word(outcome: Outcome) -> &'static str {

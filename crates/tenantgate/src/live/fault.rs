@@ -6,7 +6,7 @@
 //! The faults: `sigkill`, `sigterm`, `sigint` (to this process, now or after a delay:
 //! `sigterm@300`), `disk-full` and `read-only` (from this point on, every file the run
 //! writes fails as a full or read-only disk would), `disconnect` (the server ends the
-//! run's session, now or after a delay), `pause` (the run writes `<point>` to the file
+//! run's session, now or after a delay), `fail` (the step fails), `pause` (the run writes `<point>` to the file
 //! named by `TENANTGATE_FAULT_PAUSE` and waits for it to disappear, for faults a test
 //! injects from outside, such as a server restart).
 
@@ -22,6 +22,10 @@ pub const POINTS: [&str; 5] = [
     "migrate::in-rollback",
 ];
 
+/// Where a fan-out takes each batch's dump (`fanout::before-dump`): not in [`POINTS`],
+/// which are one run's.
+pub const BEFORE_DUMP: &str = "fanout::before-dump";
+
 /// What a point asks the run to do (the signals and pauses are done already).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Injected {
@@ -30,6 +34,8 @@ pub enum Injected {
     Disconnect {
         after_ms: u64,
     },
+    /// Fail the step at this point (`fail`), as a failing tool or server would.
+    Fail,
 }
 
 /// 0: files are written; 1: the disk is full; 2: it is read-only.
@@ -89,6 +95,7 @@ fn act(point: &str, fault: &str) -> Injected {
         "disk-full" => FILES.store(1, Ordering::SeqCst),
         "read-only" => FILES.store(2, Ordering::SeqCst),
         "disconnect" => return Injected::Disconnect { after_ms: delay },
+        "fail" => return Injected::Fail,
         "pause" => pause(point),
         _ => {}
     }
