@@ -76,20 +76,17 @@ fn write_workspace(dir: &Path, repository: &Path) {
     let path = |p: &Path| p.display().to_string().replace('\\', "/");
     let main_manifest = std::fs::read_to_string(repository.join("Cargo.toml")).unwrap();
     // The repository's profiles, so that the shared target directory's builds are reused
-    // (a test economy, not a step of the guide); they give the two libraries, members
-    // there, their member settings here too. For the same reason its xtask asks for the
-    // runtime's `failpoints` feature, as this repository's does (xtask/Cargo.toml).
+    // (a test economy, not a step of the guide); the two libraries, members there, keep
+    // their member settings here. For the same reason its xtask asks for the runtime's
+    // `failpoints` feature, as this repository's does (xtask/Cargo.toml).
     let profiles = &main_manifest[main_manifest.find("[profile.dev]").unwrap()..];
-    assert!(
-        profiles.contains("[profile.dev.package.tenantgate]")
-            && profiles.contains("[profile.dev.package.tenantgate-harness]"),
-        "the repository's profiles set the two libraries' build settings"
-    );
     let files = [
         (
             "Cargo.toml",
             format!(
-                "[workspace]\nresolver = \"3\"\nmembers = [\"ledger\", \"xtask\"]\n\n{profiles}\n"
+                "[workspace]\nresolver = \"3\"\nmembers = [\"ledger\", \"xtask\"]\n\n{profiles}\n\
+                 [profile.dev.package.tenantgate]\ndebug = \"line-tables-only\"\n\n\
+                 [profile.dev.package.tenantgate-harness]\ndebug = \"line-tables-only\"\n"
             ),
         ),
         (
