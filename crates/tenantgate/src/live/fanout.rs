@@ -294,12 +294,22 @@ pub async fn migrate_schemas(
     let mut backups = Vec::new();
     // Why the schemas no batch handed over were not started, when it was the batches' fault.
     let mut unprepared: Option<String> = None;
+    // While a dump is taken, half the workers wait: the dump is one server process that
+    // the next batch waits for, and with every worker busy it got a fraction of a core
+    // (a dump of 106 of 1,000 schemas: 3.4 s alone, 6-7 s beside four workers), while the
+    // workers sat idle between batches. Each worker holds a permit for a schema's run.
+    let running = tokio::sync::Semaphore::new(report.jobs);
     let producer = async {
         let ready = ready;
         for (index, batch) in batches.iter().enumerate() {
             if stop.load(Ordering::SeqCst) || options.interrupted.load(Ordering::SeqCst) {
                 break;
             }
+            let yielded = match report.jobs / 2 {
+                0 => None,
+                half if backing_up => running.acquire_many(half as u32).await.ok(),
+                _ => None,
+            };
             let prepared = prepare_batch(
                 source,
                 base,
@@ -310,6 +320,7 @@ pub async fn migrate_schemas(
                 report.jobs,
             )
             .await;
+            drop(yielded);
             match prepared {
                 Ok((dump, mut texts)) => {
                     if let Some(dump) = &dump {
@@ -345,6 +356,7 @@ pub async fn migrate_schemas(
                 break;
             };
             next.fetch_add(1, Ordering::SeqCst);
+            let permit = running.acquire().await;
             let target = base.in_schema(&schema);
             let mut say = |line: &str| {
                 let mut progress = progress.lock().expect("progress");
@@ -358,6 +370,7 @@ pub async fn migrate_schemas(
             let run: Report =
                 super::migrate_reusing(&mut conn, source, config, &target, &options, &mut say)
                     .await;
+            drop(permit);
             let ok = run.outcome.ok();
             if !ok && fanout.fail_fast {
                 stop.store(true, Ordering::SeqCst);
