@@ -23,6 +23,26 @@ fn failed_check<'r>(report: &'r Report, name: &str) -> &'r tenantgate::live::rep
         .unwrap_or_else(|| panic!("no failed `{name}` check in:\n{}", report.render()))
 }
 
+/// Creates the empty schemas `tenant_00` … of a schema-per-tenant database.
+async fn tenant_schemas(base: &Target, count: usize) -> anyhow::Result<()> {
+    let mut conn = base.connect(false).await?;
+    for i in 0..count {
+        conn.execute(&format!("CREATE SCHEMA tenant_{i:02}"))
+            .await?;
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// What a process printed, stdout then stderr.
+fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// `app migrate` over the scratch migrations, in a process of its own (to be killed).
 fn spawn_migrate(
     scratch: &Scratch,
@@ -665,10 +685,8 @@ async fn ten_tenant_schemas_migrate_in_parallel_and_a_broken_one_harms_no_other(
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         let base = Target::new(&database.url)?;
+        tenant_schemas(&base, 10).await?;
         let mut conn = base.connect(false).await?;
-        for i in 0..10 {
-            conn.execute(&format!("CREATE SCHEMA tenant_{i:02}")).await?;
-        }
         // tenant_03 has a table of its own where 0001 creates `currencies`.
         conn.execute("CREATE TABLE tenant_03.currencies (code int)").await?;
         conn.close().await;
@@ -760,11 +778,7 @@ async fn a_failed_dump_leaves_its_schemas_not_started_and_a_re_run_resumes() -> 
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         let base = Target::new(&database.url)?;
-        let mut conn = base.connect(false).await?;
-        for i in 0..6 {
-            conn.execute(&format!("CREATE SCHEMA tenant_{i:02}")).await?;
-        }
-        conn.close().await;
+        tenant_schemas(&base, 6).await?;
         let scratch = Scratch::new()?;
         let run = |failpoints: Option<&str>| {
             let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scratch_app"));
@@ -781,7 +795,7 @@ async fn a_failed_dump_leaves_its_schemas_not_started_and_a_re_run_resumes() -> 
         };
         // The first dump is taken, the second fails.
         let output = run(Some("fanout::before-dump=1*off->return(fail)"))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text = printed(&output);
         assert!(!output.status.success(), "{text}");
         assert!(text.contains("dump 2 of 3") && text.contains("fanout::before-dump"), "{text}");
         assert!(text.contains("4 of the 6 schemas to migrate were not started"), "{text}");
@@ -812,7 +826,7 @@ async fn a_failed_dump_leaves_its_schemas_not_started_and_a_re_run_resumes() -> 
         assert_eq!(dumps, 1, "{text}");
         // A re-run skips the two and migrates the four, in two dumps.
         let output = run(None)?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        let text = printed(&output);
         assert!(output.status.success(), "{text}");
         assert!(text.contains("2 of 6 schemas are already at 0007"), "{text}");
         assert!(text.contains("dump 2 of 2") && !text.contains("dump 3 of"), "{text}");
@@ -833,11 +847,7 @@ async fn a_worker_connection_carries_no_session_state_from_one_schema_to_the_nex
     tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
         let dir = tempfile::tempdir()?;
         let base = Target::new(&database.url)?;
-        let mut conn = base.connect(false).await?;
-        for i in 0..3 {
-            conn.execute(&format!("CREATE SCHEMA tenant_{i:02}")).await?;
-        }
-        conn.close().await;
+        tenant_schemas(&base, 3).await?;
         let scratch = Scratch::new()?;
         let folder = scratch.dir.path().join("migrations/postgres");
         std::fs::write(
