@@ -19,14 +19,6 @@ const RELATIONS_OF_MANY: &str = "
 SELECT c.oid FROM pg_class c
 WHERE c.relnamespace IN (SELECT s.oid FROM pg_namespace s WHERE s.nspname = ANY($1))";
 
-/// A few schemas: their dependents in pg_depend (every table, view, sequence and foreign
-/// table depends on its schema), an index lookup, where the pass over pg_class's index
-/// took 8 ms at a thousand schemas, for every one-schema read (`db::relation_in`).
-const RELATIONS_OF_FEW: &str = "
-SELECT d.objid FROM pg_depend d
-WHERE d.refclassid = 'pg_namespace'::regclass AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
-  AND d.refobjid = ANY(ARRAY(SELECT s.oid FROM pg_namespace s WHERE s.nspname = ANY($1)))";
-
 const TABLES: &str = "
 SELECT n.nspname::text, c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
        (SELECT i.inhparent::regclass::text FROM pg_inherits i WHERE i.inhrelid = c.oid AND c.relispartition)
@@ -188,7 +180,7 @@ ORDER BY 1, 2";
 /// `{in_schemas:<column>}` restricts functions and types to the schemas asked for by their
 /// namespace oids, computed once: a cheap test the planner runs before the subquery,
 /// which would otherwise run for every function and type of the database. (Relations
-/// are restricted by the oids [`RELATIONS_OF_FEW`] or [`RELATIONS_OF_MANY`] found.)
+/// are restricted by the oids [`RELATIONS_OF_MANY`] or `db::relation_in` found.)
 fn query(text: &str, oid: &str) -> String {
     let catalog = match oid {
         "p.oid" => "pg_proc",
@@ -434,12 +426,17 @@ async fn read_schemas_as_set(
         }
     };
     let mut read: BTreeMap<String, Schema> = BTreeMap::new();
+    // A few schemas: their dependents in pg_depend, an index lookup, where the pass over
+    // pg_class's index took 8 ms at a thousand schemas, for every one-schema read.
     let relations = if schemas.len() > FEW_SCHEMAS {
-        RELATIONS_OF_MANY
+        RELATIONS_OF_MANY.to_string()
     } else {
-        RELATIONS_OF_FEW
+        format!(
+            "SELECT c.oid FROM pg_class c WHERE {}",
+            crate::db::relation_in("n.nspname = ANY($1)")
+        )
     };
-    let relations: Vec<Oid> = sqlx::query_scalar(relations)
+    let relations: Vec<Oid> = sqlx::query_scalar(sqlx::AssertSqlSafe(relations))
         .bind(schemas)
         .fetch_all(&mut *conn)
         .await?;
