@@ -287,7 +287,8 @@ pub async fn migrate_schemas(
     // dumps (one server process each) no longer leave the other cores idle.
     let (ready, waiting) = tokio::sync::mpsc::unbounded_channel::<Ready>();
     let waiting = tokio::sync::Mutex::new(waiting);
-    let next = AtomicUsize::new(0);
+    // Schemas a worker took (the ones before a failed batch, when one fails).
+    let taken = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Mutex<Vec<(SchemaOutcome, Option<String>)>> = Mutex::new(results_so_far);
@@ -305,10 +306,10 @@ pub async fn migrate_schemas(
             if stop.load(Ordering::SeqCst) || options.interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            let yielded = match report.jobs / 2 {
-                0 => None,
-                half if backing_up => running.acquire_many(half as u32).await.ok(),
-                _ => None,
+            let yielded = if backing_up && report.jobs >= 2 {
+                running.acquire_many((report.jobs / 2) as u32).await.ok()
+            } else {
+                None
             };
             let prepared = prepare_batch(
                 source,
@@ -355,7 +356,7 @@ pub async fn migrate_schemas(
             else {
                 break;
             };
-            next.fetch_add(1, Ordering::SeqCst);
+            taken.fetch_add(1, Ordering::SeqCst);
             let permit = running.acquire().await;
             let target = base.in_schema(&schema);
             let mut say = |line: &str| {
@@ -416,7 +417,7 @@ pub async fn migrate_schemas(
     let started_names: BTreeSet<String> = results.iter().map(|(s, _)| s.schema.clone()).collect();
     let why_not_started = match &unprepared {
         Some(error) => {
-            let migrated = next.load(Ordering::SeqCst);
+            let migrated = taken.load(Ordering::SeqCst);
             report.error = Some(format!(
                 "{error}\n{} of the {total} schemas to migrate were not started: they have no backup (the {migrated} before them were migrated, each from a dump above)\nfix: see the error above and run again (a re-run resumes with them); or pass --no-backup to migrate without one",
                 total - migrated
