@@ -9,7 +9,9 @@
 //! casts, `NULLIF(…, '')` and scalar sub-selects; anything else (a `COALESCE` with a
 //! literal tenant, another setting) is not, because it does not fail closed.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::{Mutex, OnceLock};
 
 use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr,
@@ -26,6 +28,9 @@ pub struct TenantFilter<'a> {
     pub functions: Vec<Expr>,
     /// Predicates that filter by tenant, with the column filled in, in canonical text.
     pub predicates: Vec<String>,
+    /// What the filter was made from, which is all its verdicts depend on: the key of
+    /// [`TenantFilter::implied_by_text`]'s memo.
+    made_from: String,
 }
 
 impl<'a> TenantFilter<'a> {
@@ -49,12 +54,28 @@ impl<'a> TenantFilter<'a> {
                 .filter_map(|text| parse_expression(&text.replace("{column}", column)))
                 .map(|expr| canonical(&expr))
                 .collect(),
+            made_from: format!("{column}\u{1f}{setting:?}\u{1f}{functions:?}\u{1f}{predicates:?}"),
         }
     }
 
     /// Whether every row `expression` admits has the current tenant in the tenant column.
+    /// Memoized: a rehearsal asks it of every table's policies after every step, and the
+    /// policies of a long history are mostly the same texts step after step.
     pub fn implied_by_text(&self, expression: &str) -> bool {
-        parse_expression(expression).is_some_and(|expr| self.implied_by(&expr))
+        static VERDICTS: OnceLock<Mutex<HashMap<(String, String), bool>>> = OnceLock::new();
+        let key = (self.made_from.clone(), expression.to_string());
+        let verdicts = VERDICTS.get_or_init(Mutex::default);
+        if let Some(verdict) = verdicts.lock().ok().and_then(|v| v.get(&key).copied()) {
+            return verdict;
+        }
+        let verdict = parse_expression(expression).is_some_and(|expr| self.implied_by(&expr));
+        if let Ok(mut verdicts) = verdicts.lock() {
+            if verdicts.len() >= MEMO_ENTRIES {
+                verdicts.clear();
+            }
+            verdicts.insert(key, verdict);
+        }
+        verdict
     }
 
     pub fn implied_by(&self, expr: &Expr) -> bool {
@@ -155,12 +176,29 @@ impl<'a> TenantFilter<'a> {
     }
 }
 
+/// How many parsed expressions (and verdicts) are remembered before the memo starts over.
+const MEMO_ENTRIES: usize = 10_000;
+
 /// A SQL expression as the catalog prints it (a policy's USING, a CHECK), parsed.
+/// Memoized: the same policy texts come back after every step of a rehearsal, and
+/// parsing is most of what judging them costs.
 pub fn parse_expression(text: &str) -> Option<Expr> {
-    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+    static PARSED: OnceLock<Mutex<HashMap<String, Option<Expr>>>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(Mutex::default);
+    if let Some(expr) = parsed.lock().ok().and_then(|p| p.get(text).cloned()) {
+        return expr;
+    }
+    let expr = sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
         .try_with_sql(text)
         .and_then(|mut parser| parser.parse_expr())
-        .ok()
+        .ok();
+    if let Ok(mut parsed) = parsed.lock() {
+        if parsed.len() >= MEMO_ENTRIES {
+            parsed.clear();
+        }
+        parsed.insert(text.to_string(), expr.clone());
+    }
+    expr
 }
 
 /// Whether `expr` is the column `column` (qualified, parenthesized or cast).
