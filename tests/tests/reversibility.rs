@@ -500,3 +500,136 @@ async fn a_down_migration_whose_cascade_changes_a_child_table_is_caught() {
         );
     }
 }
+
+/// Adds `count` migrations from version 0008 to both backends, each creating a global
+/// table with a row (dropped by its down); `extra(version)` adds to a migration's up and
+/// down.
+fn add_fillers(scratch: &Scratch, count: usize, extra: impl Fn(usize) -> (String, String)) {
+    let names: Vec<String> = (0..count).map(|i| format!("filler_{i:03}")).collect();
+    declare_global(
+        scratch,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for (i, table) in names.iter().enumerate() {
+        let version = 8 + i;
+        let (up, down) = extra(version);
+        add_version(
+            scratch,
+            &format!("{version:04}"),
+            &format!("create_{table}"),
+            &format!(
+                "CREATE TABLE {table} (id BIGINT PRIMARY KEY, label TEXT);\nINSERT INTO {table} VALUES (1, 'one');\n{up}"
+            ),
+            &format!("DROP TABLE {table};\n{down}"),
+        );
+    }
+}
+
+/// A long PostgreSQL history is rehearsed in two halves on two databases at once: every
+/// migration is applied, reversed and checked once, in order, and what a down migration
+/// loses is reported whichever half it is in, and the rules run after the steps of both.
+#[tokio::test]
+async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order() {
+    let scratch = Scratch::new().unwrap();
+    add_fillers(&scratch, 44, |version| match version {
+        // First half: a down that deletes rows its up never touched.
+        10 => (String::new(), "DELETE FROM gift_cards;\n".to_string()),
+        // Second half: one that rewrites a column.
+        45 => (
+            String::new(),
+            "UPDATE customers SET email = 'lost-' || email;\n".to_string(),
+        ),
+        _ => (String::new(), String::new()),
+    });
+    add_version(
+        &scratch,
+        "0052",
+        "create_unscoped_notes",
+        "CREATE TABLE unscoped_notes (id BIGINT PRIMARY KEY, body TEXT);\n",
+        "DROP TABLE unscoped_notes;\n",
+    );
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("rehearsed in two halves at once")),
+        "{:#?}",
+        report.notes
+    );
+    let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
+    assert_eq!(versions, (1..=52).collect::<Vec<i64>>());
+    let outcome = report
+        .checks
+        .iter()
+        .find(|c| c.name == "reversibility")
+        .unwrap();
+    assert_eq!(outcome.checked, 52);
+    assert_fails_with(
+        &report,
+        "reversibility",
+        &[
+            "0010_create_filler_002.down.sql loses data",
+            "`gift_cards` had 60 rows before the up migration, 0 after the down",
+        ],
+    );
+    assert_fails_with(
+        &report,
+        "reversibility",
+        &[
+            "0045_create_filler_037.down.sql loses data",
+            "`customers`: column(s) `email` no longer hold the values they held",
+        ],
+    );
+    assert_eq!(outcome.failures.len(), 2, "{:#?}", failures(&report));
+    // Every step from the isolation version on was checked, in both halves.
+    assert_eq!(report.isolation_steps_checked, 52 - 6);
+    assert!(
+        failures(&report)
+            .iter()
+            .any(|f| f.contains("unscoped_notes") && f.contains("0052_create_unscoped_notes")),
+        "{:#?}",
+        failures(&report)
+    );
+}
+
+/// Roles belong to the whole server: a history that drops one is rehearsed on one
+/// database, and says why.
+#[tokio::test]
+async fn a_long_history_that_drops_a_role_runs_on_one_database_and_says_why() {
+    let scratch = Scratch::new().unwrap();
+    add_fillers(&scratch, 41, |version| match version {
+        30 => (
+            "DROP ROLE IF EXISTS tenantgate_nobody;\n".to_string(),
+            String::new(),
+        ),
+        _ => (String::new(), String::new()),
+    });
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    let outcome = report
+        .checks
+        .iter()
+        .find(|c| c.name == "reversibility")
+        .unwrap();
+    assert!(outcome.passed(), "{:#?}", failures(&report));
+    assert_eq!(outcome.checked, 48);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("rehearsed on one database")
+                && n.contains("0030_create_filler_022.up.sql changes or drops a role")),
+        "{:#?}",
+        report.notes
+    );
+    assert!(
+        !report
+            .notes
+            .iter()
+            .any(|n| n.contains("rehearsed in two halves at once"))
+    );
+}

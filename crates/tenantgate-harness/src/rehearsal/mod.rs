@@ -6,6 +6,7 @@
 //! isolation cases.
 
 pub(crate) mod errors;
+mod halves;
 pub mod reversibility;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -284,26 +285,41 @@ async fn run(
             database.startup.as_secs_f64()
         ),
     );
-    let mut conn =
-        Conn::connect_with_pragmas(backend, &database.url, &config.sqlite.migration_pragmas)
-            .await
-            .map_err(|error| Failure::new(format!("{error:#}")))?;
-    let timeout = options.statement_timeout(config);
-    if backend == Backend::Postgres && !timeout.is_zero() {
-        conn.execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
-            .await
-            .map_err(|error| Failure::new(format!("set the statement timeout: {error}")))?;
-    }
-    let writes = conn
-        .track_writes()
-        .await
-        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    let (conn, writes) = open(backend, &database.url, config, options).await?;
+    let second = match halves_at(config, &set, options) {
+        Ok(Some(at)) => {
+            let made = async {
+                let url = provision::another_postgres_database(pg, &database, janitor)
+                    .await
+                    .map_err(|error| Failure::new(format!("{error:#}")))?;
+                let (conn, _) = open(backend, &url, config, options).await?;
+                Ok::<_, Failure>((at, conn, url))
+            };
+            match made.await {
+                Ok(second) => Some(second),
+                Err(failure) => {
+                    report.notes.push(format!(
+                        "rehearsed on one database: a second one for the history's second half could not be made: {}",
+                        failure.problem
+                    ));
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(why) => {
+            report.notes.push(format!(
+                "rehearsed on one database, not in two halves at once: {why}"
+            ));
+            None
+        }
+    };
     report.phases.push(("provision", phase.elapsed()));
 
     let mut rehearsal = Rehearsal {
         app,
         config,
-        set,
+        set: &set,
         conn: Some(conn),
         url: database.url.clone(),
         options,
@@ -322,6 +338,8 @@ async fn run(
         },
         seed_time: Duration::ZERO,
         generate_time: Duration::ZERO,
+        second,
+        outcome_due: false,
     };
     let result = rehearsal.run().await;
     if let Some(conn) = rehearsal.conn.take() {
@@ -343,6 +361,55 @@ async fn run(
         ),
     );
     result
+}
+
+/// A connection for the rehearsal: the app's migration PRAGMAs (SQLite), the statement
+/// timeout (PostgreSQL), and on SQLite the tracking of the tables it writes.
+async fn open(
+    backend: Backend,
+    url: &str,
+    config: &Config,
+    options: Options,
+) -> Result<(Conn, Option<tenantgate::db::Writes>), Failure> {
+    let mut conn = Conn::connect_with_pragmas(backend, url, &config.sqlite.migration_pragmas)
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    let timeout = options.statement_timeout(config);
+    if backend == Backend::Postgres && !timeout.is_zero() {
+        conn.execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+            .await
+            .map_err(|error| Failure::new(format!("set the statement timeout: {error}")))?;
+    }
+    let writes = conn
+        .track_writes()
+        .await
+        .map_err(|error| Failure::new(format!("{error:#}")))?;
+    Ok((conn, writes))
+}
+
+/// Where the second half of a long PostgreSQL history starts ([`halves`]), `None` for a
+/// history rehearsed on one database as a matter of course (SQLite, short, no reversal,
+/// `--rows`), or why a long one is not split.
+fn halves_at(
+    config: &Config,
+    set: &MigrationSet,
+    options: Options,
+) -> Result<Option<usize>, String> {
+    let migrations: Vec<&sqlx::migrate::Migration> = set.ups().collect();
+    let reversed: Vec<bool> = migrations
+        .iter()
+        .map(|m| !config.in_baseline(m.version))
+        .collect();
+    let long = reversed.iter().filter(|r| **r).count() >= halves::HALVES_FROM;
+    if set.backend != Backend::Postgres || !options.reversibility || options.rows > 0 || !long {
+        return Ok(None);
+    }
+    let ups: Vec<sqlx::migrate::Migration> = migrations.into_iter().cloned().collect();
+    let texts = halves::texts(&ups, |v| set.down_of(v), |v, up| set.file(v, up));
+    match halves::server_wide(texts.iter().map(|(sql, file)| (*sql, file.clone()))) {
+        Some(why) => Err(why),
+        None => Ok(Some(halves::split_at(&reversed)).filter(|at| (1..reversed.len()).contains(at))),
+    }
 }
 
 /// The versions the configuration names exist among the migrations.
@@ -403,7 +470,7 @@ struct StepFailure {
 struct Rehearsal<'r, 'a> {
     app: &'r AppUnderTest<'a>,
     config: &'r Config,
-    set: MigrationSet,
+    set: &'r MigrationSet,
     /// The open connection (taken to close it).
     conn: Option<Conn>,
     url: String,
@@ -425,6 +492,12 @@ struct Rehearsal<'r, 'a> {
     reversibility: reversibility::Pass,
     seed_time: Duration,
     generate_time: Duration,
+    /// A long PostgreSQL history: where its second half starts, and the second database
+    /// it is rehearsed on ([`halves`]), taken when the migrations are applied.
+    second: Option<(usize, Conn, String)>,
+    /// The pass stopped on a failure that its outcome explains (a migration that did not
+    /// apply again after its down).
+    outcome_due: bool,
 }
 
 impl Rehearsal<'_, '_> {
@@ -469,7 +542,8 @@ impl Rehearsal<'_, '_> {
             .map_err(|error| Failure::new(format!("introspect the schema {after}: {error:#}")))
     }
 
-    /// Every migration in order: apply, reverse, note its tables, check the step, seed.
+    /// Every migration in order: apply, reverse, note its tables, check the step, seed; a
+    /// long PostgreSQL history in two halves at once ([`halves`]).
     async fn apply_all(&mut self) -> Result<(), Failure> {
         let phase = Instant::now();
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
@@ -488,67 +562,19 @@ impl Rehearsal<'_, '_> {
                 "baseline: {range} adopted history: not linted, not reversed, the steps between them not checked"
             ));
         }
-        // The database as it is now, when it was read after the last step and nothing has
-        // changed it since: the state before the next migration, read once per step, not
-        // once before and once after.
-        let mut current: Option<reversibility::State> = None;
-        for migration in &migrations {
-            let file = self.set.file(migration.version, true);
-            let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
-            let before = match (reverse, current.take()) {
-                (true, Some(state)) => Some(state),
-                (true, None) => Some(self.state(None).await?),
-                (false, _) => None,
-            };
-            if let Err(fatal) = self.apply(migration, &file).await {
-                // What the pass found about the migrations before this one still counts
-                // (an outcome only with a failure: the pass did not finish).
-                if self.options.reversibility && !self.reversibility.failures.is_empty() {
-                    self.report.checks.push(self.reversibility.outcome());
-                }
-                return Err(fatal);
+        let applied = match self.second.take() {
+            Some(second) => self.apply_in_halves(&migrations, second).await,
+            None => self.apply_range(&migrations, 0).await,
+        };
+        if let Err(fatal) = applied {
+            // What the pass found about the migrations before this one still counts
+            // (an outcome only with a failure: the pass did not finish).
+            if self.options.reversibility
+                && (self.outcome_due || !self.reversibility.failures.is_empty())
+            {
+                self.report.checks.push(self.reversibility.outcome());
             }
-            if let Some(before) = &before {
-                let started = Instant::now();
-                let table = self.set.table().to_string();
-                let conn = self.conn.as_mut().expect("open");
-                let reversed = self
-                    .reversibility
-                    .reverse(conn, &self.set, self.config, &table, migration, before)
-                    .await;
-                self.reversibility.time += started.elapsed();
-                if let Err(fatal) = reversed {
-                    // Keep what the pass found (the schema diff says why the up failed again).
-                    self.report.checks.push(self.reversibility.outcome());
-                    return Err(fatal);
-                }
-            }
-            self.note_tables(&file).await?;
-            self.dangling_foreign_keys(&file).await;
-            let seeds = self
-                .config
-                .fixtures
-                .as_ref()
-                .is_some_and(|f| f.seed_at_version == migration.version);
-            let checked = self.checks_step(migration.version);
-            // Read once for both: the rules of this step, and the next reversal's "before"
-            // (unless the fixture changes the rows in between).
-            let after = if self.options.reversibility && !seeds {
-                Some(self.state(before.as_ref()).await?)
-            } else {
-                None
-            };
-            if checked {
-                let schema = match &after {
-                    Some(state) => state.read.clone(),
-                    None => self.schema(&format!("after {file}")).await?,
-                };
-                self.check_step(&file, &schema).await;
-            }
-            current = after;
-            if seeds {
-                self.seed(migration.version).await?;
-            }
+            return Err(fatal);
         }
         self.report.phases.push((
             "migrate",
@@ -573,6 +599,192 @@ impl Rehearsal<'_, '_> {
                 .push("reversibility: not checked (--no-reversibility)".to_string());
         }
         Ok(())
+    }
+
+    /// `migrations` in order on this rehearsal's database: the first `plain` only applied
+    /// (their tables noted, the fixture loaded at its version), the rest rehearsed.
+    async fn apply_range(
+        &mut self,
+        migrations: &[sqlx::migrate::Migration],
+        plain: usize,
+    ) -> Result<(), Failure> {
+        // The database as it is now, when it was read after the last step and nothing has
+        // changed it since: the state before the next migration, read once per step, not
+        // once before and once after.
+        let mut current: Option<reversibility::State> = None;
+        for (index, migration) in migrations.iter().enumerate() {
+            let file = self.set.file(migration.version, true);
+            let seeds = self
+                .config
+                .fixtures
+                .as_ref()
+                .is_some_and(|f| f.seed_at_version == migration.version);
+            if index < plain {
+                self.apply(migration, &file).await?;
+                self.note_tables(&file).await?;
+                self.dangling_foreign_keys(&file).await;
+                if seeds {
+                    self.seed(migration.version).await?;
+                }
+                continue;
+            }
+            let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
+            let before = match (reverse, current.take()) {
+                (true, Some(state)) => Some(state),
+                (true, None) => Some(self.state(None).await?),
+                (false, _) => None,
+            };
+            self.apply(migration, &file).await?;
+            if let Some(before) = &before {
+                let started = Instant::now();
+                let table = self.set.table().to_string();
+                let conn = self.conn.as_mut().expect("open");
+                let reversed = self
+                    .reversibility
+                    .reverse(conn, self.set, self.config, &table, migration, before)
+                    .await;
+                self.reversibility.time += started.elapsed();
+                if let Err(fatal) = reversed {
+                    // Keep what the pass found (the schema diff says why the up failed again).
+                    self.outcome_due = true;
+                    return Err(fatal);
+                }
+            }
+            self.note_tables(&file).await?;
+            self.dangling_foreign_keys(&file).await;
+            let checked = self.checks_step(migration.version);
+            // Read once for both: the rules of this step, and the next reversal's "before"
+            // (unless the fixture changes the rows in between).
+            let after = if self.options.reversibility && !seeds {
+                Some(self.state(before.as_ref()).await?)
+            } else {
+                None
+            };
+            if checked {
+                let schema = match &after {
+                    Some(state) => state.read.clone(),
+                    None => self.schema(&format!("after {file}")).await?,
+                };
+                self.check_step(&file, &schema).await;
+            }
+            current = after;
+            if seeds {
+                self.seed(migration.version).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`halves`]: this database rehearses `..at` while `second` (a database on the same
+    /// server) applies `..at` and rehearses `at..`; the second's findings follow the
+    /// first's, and its database, at the end of the history, is the one the final checks
+    /// and the cases run on.
+    async fn apply_in_halves(
+        &mut self,
+        migrations: &[sqlx::migrate::Migration],
+        (at, conn, url): (usize, Conn, String),
+    ) -> Result<(), Failure> {
+        let mut report = BackendReport::new(self.backend());
+        let mut second = Rehearsal {
+            app: self.app,
+            config: self.config,
+            set: self.set,
+            conn: Some(conn),
+            url,
+            options: self.options,
+            report: &mut report,
+            created_by: BTreeMap::new(),
+            known_tables: self.known_tables.clone(),
+            seeded: None,
+            step_failures: Vec::new(),
+            checked_steps: Vec::new(),
+            dangling: Vec::new(),
+            declared_seen: BTreeSet::new(),
+            functions_seen: BTreeSet::new(),
+            reversibility: reversibility::Pass::default(),
+            seed_time: Duration::ZERO,
+            generate_time: Duration::ZERO,
+            second: None,
+            outcome_due: false,
+        };
+        let table = self.set.table().to_string();
+        second
+            .conn()
+            .ensure_migrations_table(&table)
+            .await
+            .map_err(|error| {
+                Failure::new(format!(
+                    "create the migrations table `{table}` in the second database: {error}"
+                ))
+            })?;
+        let started = Instant::now();
+        let (first, second_result) = tokio::join!(
+            async {
+                let result = self.apply_range(&migrations[..at], 0).await;
+                (result, started.elapsed())
+            },
+            async {
+                let result = second.apply_range(migrations, at).await;
+                (result, started.elapsed())
+            },
+        );
+        let ((first, first_took), (second_result, second_took)) = (first, second_result);
+        let wall = started.elapsed();
+        if let Err(fatal) = first {
+            // The history stops where the first half failed; the second's work is moot.
+            if let Some(conn) = second.conn.take() {
+                conn.close().await;
+            }
+            return Err(fatal);
+        }
+        // The reversals' share of the time both databases were busy, of the wall time.
+        let busy = (first_took + second_took)
+            .as_secs_f64()
+            .max(f64::MIN_POSITIVE);
+        let reversing = self.reversibility.time + second.reversibility.time;
+        self.reversibility.time = wall.mul_f64((reversing.as_secs_f64() / busy).min(1.0));
+        self.reversibility.judged += second.reversibility.judged;
+        self.reversibility
+            .failures
+            .append(&mut second.reversibility.failures);
+        self.reversibility
+            .notes
+            .append(&mut second.reversibility.notes);
+        self.reversibility
+            .unused_acknowledgements
+            .append(&mut second.reversibility.unused_acknowledgements);
+        self.step_failures.append(&mut second.step_failures);
+        self.checked_steps.append(&mut second.checked_steps);
+        self.dangling.append(&mut second.dangling);
+        self.declared_seen.append(&mut second.declared_seen);
+        self.functions_seen.append(&mut second.functions_seen);
+        self.created_by = std::mem::take(&mut second.created_by);
+        self.known_tables = std::mem::take(&mut second.known_tables);
+        self.seeded = second.seeded.take().or(self.seeded.take());
+        self.seed_time = self.seed_time.max(second.seed_time);
+        self.outcome_due |= second.outcome_due;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        self.conn = second.conn.take();
+        self.url = std::mem::take(&mut second.url);
+        drop(second);
+        let from = migrations[at].version;
+        self.report
+            .steps
+            .extend(report.steps.into_iter().filter(|s| s.version >= from));
+        self.report.notes.append(&mut report.notes);
+        self.report.isolation_steps_checked += report.isolation_steps_checked;
+        let (first_version, last) = (
+            migrations[0].version,
+            migrations[migrations.len() - 1].version,
+        );
+        self.report.notes.push(format!(
+            "reversibility: rehearsed in two halves at once, on two databases of the server: {first_version:04}–{:04} on one, {from:04}–{last:04} on the other after it applied {first_version:04}–{:04}",
+            migrations[at - 1].version,
+            migrations[at - 1].version,
+        ));
+        second_result
     }
 
     /// The schema text and the row count of every table, as a reversal compares them.
