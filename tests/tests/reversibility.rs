@@ -633,3 +633,30 @@ async fn a_long_history_that_drops_a_role_runs_on_one_database_and_says_why() {
             .any(|n| n.contains("rehearsed in two halves at once"))
     );
 }
+
+/// A down migration that empties a table its up never touched with TRUNCATE (which
+/// PostgreSQL's row statistics do not count as deletes) is caught.
+#[tokio::test]
+async fn a_down_migration_that_truncates_a_table_its_up_never_touched_is_caught() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .add_migration(
+            Backend::Postgres,
+            "0008",
+            "add_store_notes",
+            "ALTER TABLE stores ADD COLUMN notes TEXT;\n",
+            "ALTER TABLE stores DROP COLUMN notes;\nTRUNCATE gift_cards;\n",
+        )
+        .unwrap();
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    assert_fails_with(
+        &report,
+        "reversibility",
+        &[
+            "0008_add_store_notes.down.sql loses data",
+            "`gift_cards` had 60 rows before the up migration, 0 after the down",
+        ],
+    );
+}
