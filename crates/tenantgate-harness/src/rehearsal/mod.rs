@@ -292,8 +292,8 @@ async fn run(
                 let url = provision::another_postgres_database(pg, &database, janitor)
                     .await
                     .map_err(|error| Failure::new(format!("{error:#}")))?;
-                let (conn, _) = open(backend, &url, config, options).await?;
-                Ok::<_, Failure>((at, conn, url))
+                let (conn, writes) = open(backend, &url, config, options).await?;
+                Ok::<_, Failure>((at, conn, url, writes))
             };
             match made.await {
                 Ok(second) => Some(second),
@@ -316,31 +316,14 @@ async fn run(
     };
     report.phases.push(("provision", phase.elapsed()));
 
-    let mut rehearsal = Rehearsal {
+    let mut rehearsal = Rehearsal::new(
         app,
-        config,
-        set: &set,
-        conn: Some(conn),
-        url: database.url.clone(),
+        &set,
+        (conn, database.url.clone(), writes),
         options,
         report,
-        created_by: BTreeMap::new(),
-        known_tables: Vec::new(),
-        seeded: None,
-        step_failures: Vec::new(),
-        checked_steps: Vec::new(),
-        dangling: Vec::new(),
-        declared_seen: BTreeSet::new(),
-        functions_seen: BTreeSet::new(),
-        reversibility: reversibility::Pass {
-            writes,
-            ..reversibility::Pass::default()
-        },
-        seed_time: Duration::ZERO,
-        generate_time: Duration::ZERO,
-        second,
-        outcome_due: false,
-    };
+    );
+    rehearsal.second = second;
     let result = rehearsal.run().await;
     if let Some(conn) = rehearsal.conn.take() {
         conn.close().await;
@@ -494,13 +477,49 @@ struct Rehearsal<'r, 'a> {
     generate_time: Duration,
     /// A long PostgreSQL history: where its second half starts, and the second database
     /// it is rehearsed on ([`halves`]), taken when the migrations are applied.
-    second: Option<(usize, Conn, String)>,
+    second: Option<(usize, Conn, String, Option<tenantgate::db::Writes>)>,
     /// The pass stopped on a failure that its outcome explains (a migration that did not
     /// apply again after its down).
     outcome_due: bool,
 }
 
-impl Rehearsal<'_, '_> {
+impl<'r, 'a> Rehearsal<'r, 'a> {
+    /// A rehearsal that has done nothing yet, on `conn` (to the database at `url`, its
+    /// writes tracked by `writes` on SQLite).
+    fn new(
+        app: &'r AppUnderTest<'a>,
+        set: &'r MigrationSet,
+        (conn, url, writes): (Conn, String, Option<tenantgate::db::Writes>),
+        options: Options,
+        report: &'r mut BackendReport,
+    ) -> Rehearsal<'r, 'a> {
+        Rehearsal {
+            app,
+            config: &app.config,
+            set,
+            conn: Some(conn),
+            url,
+            options,
+            report,
+            created_by: BTreeMap::new(),
+            known_tables: Vec::new(),
+            seeded: None,
+            step_failures: Vec::new(),
+            checked_steps: Vec::new(),
+            dangling: Vec::new(),
+            declared_seen: BTreeSet::new(),
+            functions_seen: BTreeSet::new(),
+            reversibility: reversibility::Pass {
+                writes,
+                ..reversibility::Pass::default()
+            },
+            seed_time: Duration::ZERO,
+            generate_time: Duration::ZERO,
+            second: None,
+            outcome_due: false,
+        }
+    }
+
     fn conn(&mut self) -> &mut Conn {
         self.conn
             .as_mut()
@@ -682,31 +701,17 @@ impl Rehearsal<'_, '_> {
     async fn apply_in_halves(
         &mut self,
         migrations: &[sqlx::migrate::Migration],
-        (at, conn, url): (usize, Conn, String),
+        (at, conn, url, writes): (usize, Conn, String, Option<tenantgate::db::Writes>),
     ) -> Result<(), Failure> {
         let mut report = BackendReport::new(self.backend());
-        let mut second = Rehearsal {
-            app: self.app,
-            config: self.config,
-            set: self.set,
-            conn: Some(conn),
-            url,
-            options: self.options,
-            report: &mut report,
-            created_by: BTreeMap::new(),
-            known_tables: self.known_tables.clone(),
-            seeded: None,
-            step_failures: Vec::new(),
-            checked_steps: Vec::new(),
-            dangling: Vec::new(),
-            declared_seen: BTreeSet::new(),
-            functions_seen: BTreeSet::new(),
-            reversibility: reversibility::Pass::default(),
-            seed_time: Duration::ZERO,
-            generate_time: Duration::ZERO,
-            second: None,
-            outcome_due: false,
-        };
+        let mut second = Rehearsal::new(
+            self.app,
+            self.set,
+            (conn, url, writes),
+            self.options,
+            &mut report,
+        );
+        second.known_tables = self.known_tables.clone();
         let table = self.set.table().to_string();
         second
             .conn()
