@@ -840,7 +840,9 @@ pub struct SqlxSettings {
 /// Whether two table names mean the same table: equal, or equal once a `public.`
 /// qualification (PostgreSQL's default schema) is left out of either.
 pub fn same_table(a: &str, b: &str) -> bool {
-    let bare = |name: &str| name.strip_prefix("public.").unwrap_or(name).to_string();
+    fn bare(name: &str) -> &str {
+        name.strip_prefix("public.").unwrap_or(name)
+    }
     a == b || bare(a) == bare(b)
 }
 

@@ -680,11 +680,15 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 None
             };
             if checked {
+                let read;
                 let schema = match &after {
-                    Some(state) => state.read.clone(),
-                    None => self.schema(&format!("after {file}")).await?,
+                    Some(state) => &state.read,
+                    None => {
+                        read = self.schema(&format!("after {file}")).await?;
+                        &read
+                    }
                 };
-                self.check_step(&file, &schema).await;
+                self.check_step(&file, schema).await;
             }
             current = after;
             if seeds {

@@ -219,9 +219,15 @@ impl Schema {
     /// The table a configuration names (`orders`, `public.orders`, `basejump.accounts`),
     /// with the key it has in this model.
     pub fn table(&self, name: &str) -> Option<(&str, &Table)> {
+        // The name as the schema keys it first (a map lookup; the rules ask for every
+        // table after every step), then with or without `public.`.
         self.tables
-            .iter()
-            .find(|(key, _)| crate::config::same_table(key, name))
+            .get_key_value(name)
+            .or_else(|| {
+                self.tables
+                    .iter()
+                    .find(|(key, _)| crate::config::same_table(key, name))
+            })
             .map(|(key, table)| (key.as_str(), table))
     }
 }
