@@ -660,3 +660,33 @@ async fn a_down_migration_that_truncates_a_table_its_up_never_touched_is_caught(
         ],
     );
 }
+
+/// A migration whose transaction fails only at its COMMIT (a deferred foreign key) did
+/// not apply, and the rehearsal says so, naming the file.
+#[tokio::test]
+async fn a_migration_that_fails_at_its_commit_is_a_failure_not_applied() {
+    let scratch = Scratch::new().unwrap();
+    declare_global(&scratch, &["deferred_notes"]);
+    scratch
+        .add_migration(
+            Backend::Postgres,
+            "0008",
+            "deferred_notes",
+            "CREATE TABLE deferred_notes (id BIGINT PRIMARY KEY, store_id BIGINT REFERENCES stores (id) DEFERRABLE INITIALLY DEFERRED);\n\
+             INSERT INTO deferred_notes VALUES (1, -42);\n",
+            "DROP TABLE deferred_notes;\n",
+        )
+        .unwrap();
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    assert!(!report.passed());
+    let fatal = report.fatal.as_ref().expect("the rehearsal stops");
+    assert!(
+        fatal.render().contains("0008_deferred_notes.up.sql")
+            && fatal.render().contains("deferred_notes_store_id_fkey"),
+        "{}",
+        fatal.render()
+    );
+    assert_eq!(report.steps.len(), 7, "0008 is not recorded as applied");
+}

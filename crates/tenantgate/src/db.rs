@@ -104,7 +104,9 @@ impl Conn {
     /// hook). `None` on PostgreSQL, whose rows carry that in `xmin`.
     pub async fn track_writes(&mut self) -> anyhow::Result<Option<Writes>> {
         let Conn::Sqlite(conn) = self else {
-            return Ok(None);
+            // PostgreSQL: [`Conn::apply_tracked`] notes what each migration's
+            // transaction wrote.
+            return Ok(Some(Writes::default()));
         };
         let writes = Writes::default();
         let log = writes.0.clone();
@@ -209,6 +211,24 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.revert(table, down).await,
             Conn::Sqlite(c) => c.revert(table, down).await,
+        }
+    }
+
+    /// [`Conn::apply`] (`up`) or [`Conn::revert`], noting in `writes` the tables the
+    /// migration wrote rows to ([`Writes`]; on SQLite its update hook does that).
+    pub async fn apply_tracked(
+        &mut self,
+        table: &str,
+        migration: &Migration,
+        up: bool,
+        writes: Option<&Writes>,
+    ) -> Result<Duration, MigrateError> {
+        match (self, writes) {
+            (Conn::Postgres(c), Some(writes)) => {
+                postgres_tracked(c, table, migration, writes, up).await
+            }
+            (conn, _) if up => conn.apply(table, migration).await,
+            (conn, _) => conn.revert(table, migration).await,
         }
     }
 
@@ -322,6 +342,17 @@ impl Conn {
                 .collect());
         }
         let tables = self.tables_except(scope, except).await?;
+        self.row_stamps_of(&tables).await
+    }
+
+    /// PostgreSQL: [`Conn::row_stamps`] of `tables`, named as [`Conn::tables`] names them.
+    pub async fn row_stamps_of(
+        &mut self,
+        tables: &[String],
+    ) -> anyhow::Result<std::collections::BTreeMap<String, (i64, Option<String>)>> {
+        let Conn::Postgres(c) = self else {
+            anyhow::bail!("row stamps by table name are PostgreSQL's (SQLite's: row_stamps)");
+        };
         if tables.is_empty() {
             return Ok(std::collections::BTreeMap::new());
         }
@@ -337,9 +368,6 @@ impl Conn {
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        let Conn::Postgres(c) = self else {
-            unreachable!("matched above")
-        };
         let rows: Vec<(String, i64, String)> = fetch_serial(c, sql)
             .await
             .context("count the rows of every table")?;
@@ -472,6 +500,137 @@ where
     Ok(rows)
 }
 
+/// The user tables of the database with what this backend's statistics have counted of
+/// their inserted, updated and deleted rows (`oid:count,…`). `pg_stat_xact_*` counts
+/// include earlier transactions' until the backend flushes them, which it does only
+/// between transactions: read at the start of one, they are what its own writes add to.
+const WRITE_COUNTS: &str = "SELECT coalesce(string_agg(c.oid::text || ':' || (pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid)), ','), '') FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relnamespace NOT IN (CAST('pg_catalog' AS regnamespace), CAST('information_schema' AS regnamespace))";
+
+/// The tables whose rows the current transaction changed, as a JSON array of names (as
+/// [`Conn::tables`] names them), NULL when the statistics are off: rows inserted,
+/// updated or deleted since `{counted}` ([`WRITE_COUNTS`]) was read (triggers' and foreign
+/// key actions' included), tables whose `pg_class` row it changed (TRUNCATE's new file,
+/// which the statistics do not count; a rewrite, a rename), and every ancestor of those
+/// (a parent's rows include its children's).
+const WRITTEN_SINCE: &str = "WITH RECURSIVE counted AS (
+    SELECT CAST(split_part(x, ':', 1) AS oid) AS relid, CAST(split_part(x, ':', 2) AS bigint) AS n
+    FROM unnest(string_to_array({counted}, ',')) x
+), written(relid) AS (
+    SELECT c.oid FROM pg_class c LEFT JOIN counted k ON k.relid = c.oid
+    WHERE c.relkind IN ('r', 'p') AND c.relnamespace NOT IN (CAST('pg_catalog' AS regnamespace), CAST('information_schema' AS regnamespace))
+      AND (pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid) + pg_stat_get_xact_tuples_deleted(c.oid) <> coalesce(k.n, 0)
+           OR age(c.xmin) <= age(CAST(pg_current_xact_id() AS xid)))
+    UNION
+    SELECT i.inhparent FROM pg_inherits i JOIN written w ON w.relid = i.inhrelid
+)
+SELECT CASE WHEN CAST(current_setting('track_counts') AS bool) THEN CAST(coalesce(json_agg(CASE WHEN n.nspname = current_schema() THEN c.relname::text ELSE n.nspname || '.' || c.relname END), '[]') AS text) END
+FROM written w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace";
+
+/// Applies (`up`) or reverts a migration as sqlx does (the script and the bookkeeping in
+/// one transaction, the execution time after), and notes in `writes` what the
+/// transaction wrote ([`WRITTEN_SINCE`]). In as many round trips as sqlx's, less one:
+/// `BEGIN` with the counts, the script, the bookkeeping with the question and `COMMIT`.
+/// Anything that goes wrong around the script rolls back and runs the migration as sqlx
+/// does, with everything counted as written; a migration that runs outside a transaction
+/// (`-- no-transaction`) is run so too.
+async fn postgres_tracked(
+    conn: &mut PgConnection,
+    table: &str,
+    migration: &Migration,
+    writes: &Writes,
+    up: bool,
+) -> Result<Duration, MigrateError> {
+    use sqlx::{Executor, Row};
+    if migration.no_tx {
+        return untracked(conn, table, migration, writes, up).await;
+    }
+    let started = std::time::Instant::now();
+    // Every response read (`fetch_all`): an error in a later statement of a message must
+    // not go unseen.
+    let first =
+        |rows: Vec<sqlx::postgres::PgRow>| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound);
+    let counted = match sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN; {WRITE_COUNTS}")))
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(first)
+        .and_then(|row| row.try_get::<String, _>(0))
+    {
+        Ok(counted) => counted,
+        Err(_) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            return untracked(conn, table, migration, writes, up).await;
+        }
+    };
+    if let Err(error) = conn.execute(migration.sql.clone()).await {
+        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+        return Err(MigrateError::ExecuteMigration(error, migration.version));
+    }
+    let bookkeeping = if up {
+        let checksum: String = migration
+            .checksum
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!(
+            "INSERT INTO {table} ( version, description, success, checksum, execution_time ) VALUES ( {}, {}, TRUE, decode({}, 'hex'), -1 )",
+            migration.version,
+            literal(&migration.description),
+            literal(&checksum),
+        )
+    } else {
+        format!("DELETE FROM {table} WHERE version = {}", migration.version)
+    };
+    let question = WRITTEN_SINCE.replace("{counted}", &literal(&counted));
+    let answer = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "{bookkeeping}; {question}; COMMIT"
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .and_then(first)
+    .and_then(|row| row.try_get::<Option<String>, _>(0));
+    let written = match answer {
+        Ok(written) => written,
+        Err(_) => {
+            // The transaction stopped before or at its COMMIT (a deferred constraint):
+            // nothing of it stays.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            return untracked(conn, table, migration, writes, up).await;
+        }
+    };
+    match written.and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok()) {
+        Some(tables) => writes.record(tables),
+        None => writes.record_everything(),
+    }
+    let elapsed = started.elapsed();
+    if up {
+        #[allow(clippy::cast_possible_truncation)]
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET execution_time = $1 WHERE version = $2"
+        )))
+        .bind(elapsed.as_nanos() as i64)
+        .bind(migration.version)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(elapsed)
+}
+
+/// Applies or reverts a migration as sqlx does; what it wrote is not known.
+async fn untracked(
+    conn: &mut PgConnection,
+    table: &str,
+    migration: &Migration,
+    writes: &Writes,
+    up: bool,
+) -> Result<Duration, MigrateError> {
+    writes.record_everything();
+    if up {
+        conn.apply(table, migration).await
+    } else {
+        conn.revert(table, migration).await
+    }
+}
+
 /// The tables a SQLite connection wrote rows to, and when: [`Conn::track_writes`].
 ///
 /// SQLite's update hook sees every row inserted, updated or deleted in a rowid table,
@@ -487,6 +646,8 @@ struct WriteLog {
     /// Table name (as the hook gives it) → the mark that was current when it was last
     /// written.
     written: std::collections::HashMap<String, u64>,
+    /// The last mark at which something wrote without saying what.
+    everything: Option<u64>,
 }
 
 impl Writes {
@@ -498,6 +659,36 @@ impl Writes {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         log.mark += 1;
         log.mark
+    }
+
+    /// Notes `tables` as written now (PostgreSQL, [`Conn::apply_tracked`]).
+    pub fn record(&self, tables: impl IntoIterator<Item = String>) {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mark = log.mark;
+        for table in tables {
+            log.written.insert(table, mark);
+        }
+    }
+
+    /// Notes that anything may have been written now: what wrote could not say what.
+    pub fn record_everything(&self) {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.everything = Some(log.mark);
+    }
+
+    /// Whether, after `mark` was taken, something wrote without saying what.
+    pub fn everything_since(&self, mark: u64) -> bool {
+        let log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.everything.is_some_and(|at| at >= mark)
     }
 
     /// The tables (lowercase) written after `mark` was taken.

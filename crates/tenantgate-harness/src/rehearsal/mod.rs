@@ -840,7 +840,12 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             _ => None,
         };
         let applied = {
-            let apply = self.conn().apply(&table, migration);
+            let writes = self.reversibility.writes.clone();
+            let apply = self
+                .conn
+                .as_mut()
+                .expect("the connection is open until the end")
+                .apply_tracked(&table, migration, true, writes.as_ref());
             tokio::pin!(apply);
             let mut heartbeat = tokio::time::interval_at(
                 tokio::time::Instant::now() + Duration::from_secs(10),
