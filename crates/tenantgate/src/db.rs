@@ -100,8 +100,9 @@ impl Conn {
         })
     }
 
-    /// SQLite: from now on, note which tables this connection writes rows to (its update
-    /// hook). `None` on PostgreSQL, whose rows carry that in `xmin`.
+    /// From now on, note which tables this connection writes rows to: on SQLite its update
+    /// hook does; on PostgreSQL the migrations applied through [`Conn::apply_tracked`] say
+    /// what their transactions wrote.
     pub async fn track_writes(&mut self) -> anyhow::Result<Option<Writes>> {
         let Conn::Sqlite(conn) = self else {
             // PostgreSQL: [`Conn::apply_tracked`] notes what each migration's
@@ -631,7 +632,8 @@ async fn untracked(
     }
 }
 
-/// The tables a SQLite connection wrote rows to, and when: [`Conn::track_writes`].
+/// The tables a connection wrote rows to, and when: [`Conn::track_writes`]; and when
+/// something wrote without saying what ([`Writes::record_everything`]).
 ///
 /// SQLite's update hook sees every row inserted, updated or deleted in a rowid table,
 /// by a statement, a trigger or a foreign key's action, with two exceptions that leave
@@ -651,22 +653,23 @@ struct WriteLog {
 }
 
 impl Writes {
+    /// The log, even if a thread that held it panicked (what it noted stays noted).
+    fn log(&self) -> std::sync::MutexGuard<'_, WriteLog> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A new mark: [`Writes::since`] it tells the tables written after this call.
     pub fn mark(&self) -> u64 {
-        let mut log = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = self.log();
         log.mark += 1;
         log.mark
     }
 
     /// Notes `tables` as written now (PostgreSQL, [`Conn::apply_tracked`]).
     pub fn record(&self, tables: impl IntoIterator<Item = String>) {
-        let mut log = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = self.log();
         let mark = log.mark;
         for table in tables {
             log.written.insert(table, mark);
@@ -675,28 +678,19 @@ impl Writes {
 
     /// Notes that anything may have been written now: what wrote could not say what.
     pub fn record_everything(&self) {
-        let mut log = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = self.log();
         log.everything = Some(log.mark);
     }
 
     /// Whether, after `mark` was taken, something wrote without saying what.
     pub fn everything_since(&self, mark: u64) -> bool {
-        let log = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let log = self.log();
         log.everything.is_some_and(|at| at >= mark)
     }
 
     /// The tables (lowercase) written after `mark` was taken.
     pub fn since(&self, mark: u64) -> std::collections::BTreeSet<String> {
-        let log = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let log = self.log();
         log.written
             .iter()
             .filter(|(_, last)| **last >= mark)

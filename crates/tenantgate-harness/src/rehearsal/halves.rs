@@ -100,7 +100,7 @@ fn words(sql: &str) -> Vec<String> {
 
 /// The ups and downs of `migrations` with their files, for [`server_wide`].
 pub fn texts<'m>(
-    migrations: &'m [Migration],
+    migrations: &[&'m Migration],
     downs: impl Fn(i64) -> Option<&'m Migration>,
     file: impl Fn(i64, bool) -> String,
 ) -> Vec<(&'m str, String)> {

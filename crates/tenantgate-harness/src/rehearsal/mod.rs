@@ -387,8 +387,7 @@ fn halves_at(
     if set.backend != Backend::Postgres || !options.reversibility || options.rows > 0 || !long {
         return Ok(None);
     }
-    let ups: Vec<sqlx::migrate::Migration> = migrations.into_iter().cloned().collect();
-    let texts = halves::texts(&ups, |v| set.down_of(v), |v, up| set.file(v, up));
+    let texts = halves::texts(&migrations, |v| set.down_of(v), |v, up| set.file(v, up));
     match halves::server_wide(texts.iter().map(|(sql, file)| (*sql, file.clone()))) {
         Some(why) => Err(why),
         None => Ok(Some(halves::split_at(&reversed)).filter(|at| (1..reversed.len()).contains(at))),

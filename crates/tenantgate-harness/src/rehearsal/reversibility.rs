@@ -29,7 +29,6 @@ pub struct State {
     /// The schema as read, for the rules that judge the step too.
     pub read: Schema,
     schema: String,
-    counts: BTreeMap<String, i64>,
     contents: BTreeMap<String, Fingerprint>,
     /// By table: its columns and their types, the schema's types, and the stamp of its
     /// rows ([`Conn::row_stamps`]); a table whose key is unchanged holds what it held.
@@ -44,8 +43,8 @@ pub struct State {
 
 impl State {
     /// Reads the database's state. The digests of a table whose rows and columns are
-    /// unchanged since `previous` (read on this connection, which alone wrote since; on
-    /// SQLite, `writes` tracks it) are taken from it rather than computed again: most
+    /// unchanged since `previous` (read on this connection, which alone wrote since;
+    /// `writes` tracks what it wrote) are taken from it rather than computed again: most
     /// migrations touch a table or two.
     pub async fn read(
         conn: &mut Conn,
@@ -78,9 +77,7 @@ impl State {
                 (schema, text)
             }
         };
-        let stamps = Self::stamps(conn, &schema, migrations_table, previous, writes).await?;
-        let types = format!("{:?}", schema.objects.types);
-        // SQLite: the tables written since `previous`; every table, when a name written
+        // The tables written since `previous`; on SQLite every table, when a name written
         // is no table now (a table rebuilt under another name and renamed) or nothing
         // tracked the writes.
         let previous = match conn.backend() {
@@ -91,6 +88,9 @@ impl State {
             (Some(mark), Some(writes)) => writes.since(mark),
             _ => BTreeSet::new(),
         };
+        let stamps =
+            Self::stamps(conn, &schema, migrations_table, previous, writes, &written).await?;
+        let types = format!("{:?}", schema.objects.types);
         let tables: BTreeSet<String> = schema
             .tables
             .keys()
@@ -137,10 +137,6 @@ impl State {
         Ok(State {
             schema: text,
             read: schema,
-            counts: stamps
-                .iter()
-                .map(|(table, (rows, _))| (table.clone(), *rows))
-                .collect(),
             stamps,
             contents,
             keys,
@@ -154,22 +150,24 @@ impl State {
     /// ([`Conn::apply_tracked`]), those of the tables nothing wrote to are `previous`'s:
     /// counting every table's rows again was a seventy-table query planned anew after
     /// every step, a third of a state's reading time on the server on a long history.
+    /// `written`: the tables `writes` noted since `previous` was read.
     async fn stamps(
         conn: &mut Conn,
         schema: &Schema,
         migrations_table: &str,
         previous: Option<&State>,
         writes: Option<&Writes>,
+        written: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, (i64, Option<String>)>, Failure> {
         let failed = |error: anyhow::Error| Failure::new(format!("{error:#}"));
         let known = match (conn.backend(), previous, writes) {
             (Backend::Postgres, Some(previous), Some(writes)) => previous
                 .mark
                 .filter(|mark| !writes.everything_since(*mark))
-                .map(|mark| (previous, writes.since(mark))),
+                .map(|_| previous),
             _ => None,
         };
-        let Some((previous, written)) = known else {
+        let Some(previous) = known else {
             return conn
                 .row_stamps(&Scope::Database, Some(migrations_table))
                 .await
@@ -189,6 +187,11 @@ impl State {
         Ok(stamps)
     }
 
+    /// How many rows `table` held.
+    fn rows(&self, table: &str) -> Option<i64> {
+        self.stamps.get(table).map(|(rows, _)| *rows)
+    }
+
     /// Tables whose rows are as many as in `before` but not the same, with the columns
     /// whose values changed.
     fn changed_contents(&self, before: &State) -> Vec<String> {
@@ -197,7 +200,7 @@ impl State {
             .iter()
             .filter_map(|(table, was)| {
                 let now = self.contents.get(table)?;
-                if now.rows == was.rows || self.counts.get(table) != before.counts.get(table) {
+                if now.rows == was.rows || self.rows(table) != before.rows(table) {
                     return None;
                 }
                 let columns = now.changed_columns(was);
@@ -330,10 +333,10 @@ impl Pass {
             );
         }
         let lost: Vec<String> = before
-            .counts
+            .stamps
             .iter()
-            .filter_map(|(table, rows)| {
-                let now = after.counts.get(table).copied();
+            .filter_map(|(table, (rows, _))| {
+                let now = after.rows(table);
                 (now != Some(*rows)).then(|| match now {
                     Some(now) => format!(
                         "`{table}` had {rows} rows before the up migration, {now} after the down"
