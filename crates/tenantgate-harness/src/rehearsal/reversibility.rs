@@ -37,8 +37,9 @@ pub struct State {
     mark: Option<u64>,
     /// Every table's row count and stamp ([`Conn::row_stamps`]).
     stamps: BTreeMap<String, (i64, Option<String>)>,
-    /// SQLite: the rows of `sqlite_schema` the schema was read from.
-    source: Option<Vec<String>>,
+    /// What the read saw, so that the next one reads again only the tables that changed
+    /// ([`Schema::read_changed`]).
+    marks: tenantgate::schema::Marks,
 }
 
 impl State {
@@ -53,29 +54,15 @@ impl State {
         writes: Option<&Writes>,
     ) -> Result<State, Failure> {
         let mark = writes.map(Writes::mark);
-        // SQLite derives all of a schema from the SQL its `sqlite_schema` keeps: the same
-        // rows there, the same schema as `previous` read.
-        let source = match conn.backend() {
-            Backend::Postgres => None,
-            Backend::Sqlite => Some(
-                conn.texts(
-                    "SELECT type || char(31) || name || char(31) || tbl_name || char(31) \
-                     || coalesce(sql, '') FROM sqlite_schema ORDER BY 1",
-                )
-                .await
-                .map_err(|error| Failure::new(format!("read sqlite_schema: {error:#}")))?,
-            ),
-        };
-        let same = previous.filter(|p| source.is_some() && p.source == source);
-        let (schema, text) = match same {
-            Some(previous) => (previous.read.clone(), previous.schema.clone()),
-            None => {
-                let schema = Schema::read(conn, migrations_table, &Scope::Database)
-                    .await
-                    .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
-                let text = schema.render();
-                (schema, text)
-            }
+        // Only the tables that changed since `previous` are read again; when none did, the
+        // schema and its text are `previous`'s.
+        let known = previous.map(|p| (&p.read, &p.marks));
+        let (schema, marks) = Schema::read_changed(conn, migrations_table, known)
+            .await
+            .map_err(|error| Failure::new(format!("introspect the schema: {error:#}")))?;
+        let text = match previous {
+            Some(previous) if marks.tables_read_again() == Some(0) => previous.schema.clone(),
+            _ => schema.render(),
         };
         // The tables written since `previous`; on SQLite every table, when a name written
         // is no table now (a table rebuilt under another name and renamed) or nothing
@@ -141,7 +128,7 @@ impl State {
             contents,
             keys,
             mark,
-            source,
+            marks,
         })
     }
 

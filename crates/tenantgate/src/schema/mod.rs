@@ -5,6 +5,33 @@
 mod postgres;
 mod sqlite;
 
+/// What a read saw, so that the next read on the same connection reads again only the
+/// tables that changed ([`Schema::read_changed`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Marks(MarksOf);
+
+#[derive(Clone, Debug, PartialEq)]
+enum MarksOf {
+    Postgres(postgres::Marks),
+    Sqlite(sqlite::Marks),
+}
+
+/// `TENANTGATE_VERIFY_READS=1`: every read of what changed is checked against a whole read.
+fn verify_reads() -> bool {
+    std::env::var("TENANTGATE_VERIFY_READS").is_ok_and(|value| value == "1")
+}
+
+impl Marks {
+    /// How many tables the read that took these marks read from the database, the others
+    /// coming from the previous read; `None` when it read everything.
+    pub fn tables_read_again(&self) -> Option<usize> {
+        match &self.0 {
+            MarksOf::Postgres(marks) => marks.tables_read_again(),
+            MarksOf::Sqlite(marks) => marks.read_again(),
+        }
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -175,6 +202,60 @@ impl Schema {
         match conn {
             Conn::Postgres(conn) => postgres::read(conn, migrations_table, scope).await,
             Conn::Sqlite(conn) => sqlite::read(conn, migrations_table).await,
+        }
+    }
+
+    /// Reads the whole database as [`Schema::read`] does with [`Scope::Database`], with the
+    /// [`Marks`] that let the next read on this connection, given this one's model and
+    /// marks as `previous`, read again only the tables that changed: on PostgreSQL those
+    /// whose catalog rows changed (or that name a relation that did), on SQLite those
+    /// whose `sqlite_schema` rows did. With `TENANTGATE_VERIFY_READS=1` every read that
+    /// takes tables from `previous` is checked against a whole read, and a difference is an
+    /// error.
+    pub async fn read_changed(
+        conn: &mut Conn,
+        migrations_table: &str,
+        previous: Option<(&Schema, &Marks)>,
+    ) -> anyhow::Result<(Schema, Marks)> {
+        let (schema, marks) =
+            Self::read_changed_unchecked(conn, migrations_table, previous).await?;
+        if marks.tables_read_again().is_some() && verify_reads() {
+            let whole = Schema::read(conn, migrations_table, &Scope::Database).await?;
+            if whole != schema {
+                let (whole, partial) = (whole.render(), schema.render());
+                anyhow::bail!(
+                    "TENANTGATE_VERIFY_READS: the schema read from the tables that changed differs from a whole read:\n{}",
+                    similar::TextDiff::from_lines(&whole, &partial).unified_diff()
+                );
+            }
+        }
+        Ok((schema, marks))
+    }
+
+    async fn read_changed_unchecked(
+        conn: &mut Conn,
+        migrations_table: &str,
+        previous: Option<(&Schema, &Marks)>,
+    ) -> anyhow::Result<(Schema, Marks)> {
+        match conn {
+            Conn::Postgres(conn) => {
+                let previous = previous.and_then(|(schema, marks)| match &marks.0 {
+                    MarksOf::Postgres(marks) => Some((schema, marks)),
+                    MarksOf::Sqlite(_) => None,
+                });
+                let (schema, marks) =
+                    postgres::read_changed(conn, migrations_table, previous).await?;
+                Ok((schema, Marks(MarksOf::Postgres(marks))))
+            }
+            Conn::Sqlite(conn) => {
+                let previous = previous.and_then(|(schema, marks)| match &marks.0 {
+                    MarksOf::Sqlite(marks) => Some((schema, marks)),
+                    MarksOf::Postgres(_) => None,
+                });
+                let (schema, marks) =
+                    sqlite::read_changed(conn, migrations_table, previous).await?;
+                Ok((schema, Marks(MarksOf::Sqlite(marks))))
+            }
         }
     }
 

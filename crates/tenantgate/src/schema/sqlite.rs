@@ -10,50 +10,123 @@ use super::{Check, Column, ForeignKey, Index, Key, Schema, Table};
 
 // Every table at once: the pragmas as table-valued functions joined with the schema
 // table, one query each (a query per table and pragma was most of a rehearsal's time).
-const TABLES: &str = "SELECT name, sql FROM sqlite_schema \
-     WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> $1 ORDER BY name";
+// `{only}` is where a read of some tables names them.
+const TABLES: &str = "SELECT m.name, m.sql FROM sqlite_schema m \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name";
 const COLUMNS: &str = "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
      FROM sqlite_schema m, pragma_table_info(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.cid";
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.cid";
 const FOREIGN_KEYS: &str = "SELECT m.name, p.id, p.\"from\", p.\"table\", p.\"to\", p.on_delete \
      FROM sqlite_schema m, pragma_foreign_key_list(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.id, p.seq";
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.id, p.seq";
 const INDEXES: &str = "SELECT m.name, p.name, p.\"unique\", p.origin, p.partial \
      FROM sqlite_schema m, pragma_index_list(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY m.name, p.name";
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.name";
 const INDEX_COLUMNS: &str = "SELECT i.name, coalesce(p.name, '<expression>') \
      FROM sqlite_schema m, pragma_index_list(m.name) i, pragma_index_info(i.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 ORDER BY i.name, p.seqno";
-const TRIGGERS: &str =
-    "SELECT tbl_name, name, sql FROM sqlite_schema WHERE type = 'trigger' ORDER BY tbl_name, name";
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY i.name, p.seqno";
+const TRIGGERS: &str = "SELECT m.tbl_name, m.name, m.sql FROM sqlite_schema m \
+     WHERE m.type = 'trigger' AND m.name <> $1{only} ORDER BY m.tbl_name, m.name";
+
+/// The filter of a read of some tables: their names, a JSON array in `$2`.
+const ONLY: &str = " AND m.tbl_name IN (SELECT value FROM json_each($2))";
+
+/// What a read saw of `sqlite_schema`: by table, the rows that define it (the table's,
+/// its indexes' and its triggers' SQL). SQLite derives every pragma's answer about a table
+/// from these, so a table whose rows are the same reads the same.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Marks {
+    tables: std::collections::BTreeMap<String, String>,
+    read_again: Option<usize>,
+}
+
+impl Marks {
+    pub(super) fn read_again(&self) -> Option<usize> {
+        self.read_again
+    }
+}
+
+/// Reads the schema as [`read`] does; given the model and marks of an earlier read on
+/// this connection, the tables whose `sqlite_schema` rows are unchanged are taken from it.
+pub(super) async fn read_changed(
+    conn: &mut SqliteConnection,
+    migrations_table: &str,
+    previous: Option<(&Schema, &Marks)>,
+) -> anyhow::Result<(Schema, Marks)> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tbl_name, group_concat(type || char(31) || name || char(31) || coalesce(sql, ''), char(30)) \
+         FROM (SELECT tbl_name, type, name, sql FROM sqlite_schema ORDER BY tbl_name, type, name) \
+         GROUP BY tbl_name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut marks = Marks {
+        tables: rows.into_iter().collect(),
+        read_again: None,
+    };
+    let Some((before_schema, before)) = previous else {
+        return Ok((read_tables(conn, migrations_table, None).await?, marks));
+    };
+    let changed: Vec<&String> = marks
+        .tables
+        .iter()
+        .filter(|(name, rows)| before.tables.get(*name) != Some(*rows))
+        .map(|(name, _)| name)
+        .collect();
+    let gone = before
+        .tables
+        .keys()
+        .any(|name| !marks.tables.contains_key(name));
+    if changed.is_empty() && !gone {
+        marks.read_again = Some(0);
+        return Ok((before_schema.clone(), marks));
+    }
+    let mut schema = read_tables(conn, migrations_table, Some(&changed)).await?;
+    marks.read_again = Some(schema.tables.len());
+    for (name, table) in &before_schema.tables {
+        let unchanged = marks.tables.contains_key(name) && !changed.contains(&name);
+        if unchanged {
+            schema.tables.insert(name.clone(), table.clone());
+        }
+    }
+    Ok((schema, marks))
+}
 
 pub(super) async fn read(
     conn: &mut SqliteConnection,
     migrations_table: &str,
 ) -> anyhow::Result<Schema> {
+    read_tables(conn, migrations_table, None).await
+}
+
+/// Reads every table, or those of `only` (names as `sqlite_schema` holds them).
+async fn read_tables(
+    conn: &mut SqliteConnection,
+    migrations_table: &str,
+    only: Option<&[&String]>,
+) -> anyhow::Result<Schema> {
     use std::collections::BTreeMap;
+    let names = serde_json::to_string(&only.unwrap_or_default())?;
+    // The filter and its parameter only when some tables are asked for.
+    macro_rules! fetch {
+        ($text:expr) => {{
+            let sql = sqlx::AssertSqlSafe(
+                $text.replace("{only}", if only.is_some() { ONLY } else { "" }),
+            );
+            let query = sqlx::query_as(sql).bind(migrations_table);
+            match only {
+                Some(_) => query.bind(&names).fetch_all(&mut *conn).await?,
+                None => query.fetch_all(&mut *conn).await?,
+            }
+        }};
+    }
     let mut schema = Schema::default();
-    let tables: Vec<(String, String)> = sqlx::query_as(TABLES)
-        .bind(migrations_table)
-        .fetch_all(&mut *conn)
-        .await?;
-    let columns: Vec<(String, String, String, bool, Option<String>, i64)> = sqlx::query_as(COLUMNS)
-        .bind(migrations_table)
-        .fetch_all(&mut *conn)
-        .await?;
+    let tables: Vec<(String, String)> = fetch!(TABLES);
+    let columns: Vec<(String, String, String, bool, Option<String>, i64)> = fetch!(COLUMNS);
     let foreign_keys: Vec<(String, i64, String, String, Option<String>, String)> =
-        sqlx::query_as(FOREIGN_KEYS)
-            .bind(migrations_table)
-            .fetch_all(&mut *conn)
-            .await?;
-    let indexes: Vec<(String, String, bool, String, bool)> = sqlx::query_as(INDEXES)
-        .bind(migrations_table)
-        .fetch_all(&mut *conn)
-        .await?;
-    let index_columns: Vec<(String, String)> = sqlx::query_as(INDEX_COLUMNS)
-        .bind(migrations_table)
-        .fetch_all(&mut *conn)
-        .await?;
+        fetch!(FOREIGN_KEYS);
+    let indexes: Vec<(String, String, bool, String, bool)> = fetch!(INDEXES);
+    let index_columns: Vec<(String, String)> = fetch!(INDEX_COLUMNS);
     let mut columns_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (index, column) in index_columns {
         columns_of.entry(index).or_default().push(column);
@@ -140,8 +213,7 @@ pub(super) async fn read(
     for table in schema.tables.values_mut() {
         table.uniques.sort_by(|a, b| a.columns.cmp(&b.columns));
     }
-    let triggers: Vec<(String, String, String)> =
-        sqlx::query_as(TRIGGERS).fetch_all(&mut *conn).await?;
+    let triggers: Vec<(String, String, String)> = fetch!(TRIGGERS);
     for (table, name, sql) in triggers {
         if let Some(table) = schema.tables.get_mut(&table) {
             table.triggers.push((name, sql));

@@ -1,0 +1,229 @@
+//! A read of what changed ([`Schema::read_changed`]) is the whole read: after each of a
+//! series of statements on a real PostgreSQL (and SQLite), the schema read from the previous read's
+//! model and marks equals a whole read. The statements are the ones whose effect reaches
+//! past the table they name: renames that change other tables' foreign keys, defaults,
+//! policies, partitions and column types; renamed types, functions, roles and schemas;
+//! dropped indexes, policies and columns; a changed search path.
+
+use tenantgate::Backend;
+use tenantgate::db::{Conn, Scope};
+use tenantgate::schema::{Marks, Schema};
+
+/// Each step, and whether it changes the schema's text (a step that does not is there to
+/// show that an unchanged text is read as unchanged).
+const STEPS: &[(&str, bool)] = &[
+    (
+        "CREATE TABLE a (id int PRIMARY KEY, name text);
+         CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a (id));
+         CREATE SEQUENCE s;
+         CREATE TABLE c (id int DEFAULT nextval('s'), tenant int, note text)",
+        true,
+    ),
+    ("ALTER TABLE a RENAME COLUMN id TO a_key", true),
+    ("ALTER TABLE a RENAME TO a2", true),
+    ("ALTER SEQUENCE s RENAME TO s2", true),
+    (
+        "ALTER TABLE c ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY by_tenant ON c USING (tenant IN (SELECT a_key FROM a2))",
+        true,
+    ),
+    ("ALTER TABLE a2 RENAME TO a3", true),
+    ("ALTER TABLE a3 RENAME COLUMN a_key TO k", true),
+    ("CREATE INDEX c_tenant ON c (tenant)", true),
+    ("ALTER INDEX c_tenant RENAME TO c_by_tenant", true),
+    ("DROP INDEX c_by_tenant", true),
+    ("DROP POLICY by_tenant ON c", true),
+    ("COMMENT ON TABLE c IS 'no part of the schema text'", false),
+    (
+        "CREATE TYPE mood AS ENUM ('calm', 'busy');
+         ALTER TABLE c ADD COLUMN m mood",
+        true,
+    ),
+    ("ALTER TYPE mood RENAME TO feeling", true),
+    ("ALTER TYPE feeling ADD VALUE 'closed'", true),
+    (
+        "CREATE FUNCTION positive(value int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT value > 0';
+         ALTER TABLE c ADD CONSTRAINT tenant_positive CHECK (positive(tenant))",
+        true,
+    ),
+    ("ALTER FUNCTION positive(int) RENAME TO above_zero", true),
+    (
+        "CREATE TABLE parted (id int, tenant int) PARTITION BY LIST (tenant);
+         CREATE TABLE part_one PARTITION OF parted FOR VALUES IN (1)",
+        true,
+    ),
+    ("ALTER TABLE parted RENAME TO parted_by_tenant", true),
+    ("CREATE TABLE d (id int, row_of a3, rows_of a3[])", true),
+    ("ALTER TABLE a3 RENAME TO a4", true),
+    (
+        "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+         CREATE TRIGGER c_touch BEFORE UPDATE ON c FOR EACH ROW EXECUTE FUNCTION touch()",
+        true,
+    ),
+    ("ALTER TRIGGER c_touch ON c RENAME TO c_touched", true),
+    ("ALTER FUNCTION touch() RENAME TO touched", true),
+    ("DROP TRIGGER c_touched ON c", true),
+    ("ALTER TABLE c ALTER COLUMN tenant SET NOT NULL", true),
+    ("ALTER TABLE c ALTER COLUMN id DROP DEFAULT", true),
+    ("CREATE VIEW v AS SELECT id, note FROM c", true),
+    ("ALTER TABLE c RENAME COLUMN note TO remark", true),
+    ("ALTER TABLE b DROP COLUMN a_id", true),
+    (
+        "CREATE SCHEMA other;
+         CREATE TABLE other.t (id int REFERENCES public.b (id))",
+        true,
+    ),
+    ("ALTER TABLE b RENAME TO b2", true),
+    ("ALTER SCHEMA other RENAME TO elsewhere", true),
+    ("SET search_path TO elsewhere, public", true),
+    ("RESET search_path", true),
+    ("DROP TABLE b2 CASCADE", true),
+    ("INSERT INTO c (id, tenant) VALUES (1, 1)", false),
+];
+
+#[tokio::test]
+async fn a_read_of_what_changed_is_the_whole_read_after_every_statement() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let mut conn = Conn::connect(Backend::Postgres, &database.url).await?;
+        // A role of this test alone (roles belong to the whole server), dropped at the end.
+        let role = format!("tg_reads_{}", std::process::id());
+        let role_steps = [
+            (
+                format!("CREATE ROLE {role}; GRANT SELECT ON c TO {role}"),
+                true,
+            ),
+            (format!("ALTER ROLE {role} RENAME TO {role}_renamed"), true),
+            (format!("REVOKE SELECT ON c FROM {role}_renamed"), true),
+        ];
+        let steps = STEPS
+            .iter()
+            .map(|(sql, changes)| (sql.to_string(), *changes))
+            .take(3)
+            .chain(role_steps)
+            .chain(
+                STEPS
+                    .iter()
+                    .skip(3)
+                    .map(|(sql, changes)| (sql.to_string(), *changes)),
+            );
+        let outcome = async {
+            let (mut model, marks) =
+                Schema::read_changed(&mut conn, "_sqlx_migrations", None).await?;
+            let mut marks: Marks = marks;
+            let mut partial_reads = 0;
+            for (sql, changes) in steps {
+                conn.execute(&sql).await?;
+                let (read, new_marks) =
+                    Schema::read_changed(&mut conn, "_sqlx_migrations", Some((&model, &marks)))
+                        .await?;
+                let whole = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
+                let (read_text, whole_text) = (read.render(), whole.render());
+                anyhow::ensure!(
+                    read_text == whole_text,
+                    "after `{sql}`, the read of what changed differs from the whole read:\n{}",
+                    similar::TextDiff::from_lines(&whole_text, &read_text).unified_diff()
+                );
+                anyhow::ensure!(read == whole, "after `{sql}`: same text, different models");
+                anyhow::ensure!(
+                    (model.render() != whole_text) == changes,
+                    "after `{sql}`: the schema text {} (the step is here to change it: {changes})",
+                    if changes { "did not change" } else { "changed" }
+                );
+                let marks_now = new_marks;
+                if marks_now.tables_read_again().is_some() {
+                    partial_reads += 1;
+                }
+                (model, marks) = (read, marks_now);
+            }
+            // Most steps re-read a few tables, not all: the marks work.
+            anyhow::ensure!(
+                partial_reads >= 20,
+                "only {partial_reads} reads took tables from the previous model"
+            );
+            Ok(())
+        }
+        .await;
+        for name in [role.clone(), format!("{role}_renamed")] {
+            // Whichever exists, with whatever it was granted here.
+            let _ = conn.execute(&format!("DROP OWNED BY {name}")).await;
+            let _ = conn.execute(&format!("DROP ROLE IF EXISTS {name}")).await;
+        }
+        conn.close().await;
+        outcome
+    })
+    .await
+}
+
+/// SQLite's statements whose effect reaches past the table they name: a rename rewrites
+/// the foreign keys of the tables that reference it; a rebuild drops and renames.
+const SQLITE_STEPS: &[(&str, bool)] = &[
+    (
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id));
+         CREATE TABLE c (id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL CHECK (tenant > 0))",
+        true,
+    ),
+    ("ALTER TABLE a RENAME TO a2", true),
+    ("ALTER TABLE a2 RENAME COLUMN id TO a_key", true),
+    ("ALTER TABLE c ADD COLUMN note TEXT", true),
+    ("CREATE INDEX c_tenant ON c (tenant)", true),
+    ("DROP INDEX c_tenant", true),
+    (
+        "CREATE TRIGGER c_touch AFTER UPDATE ON c BEGIN SELECT 1; END",
+        true,
+    ),
+    ("DROP TRIGGER c_touch", true),
+    (
+        "CREATE TABLE c_new (id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL);
+         INSERT INTO c_new SELECT id, tenant FROM c;
+         DROP TABLE c;
+         ALTER TABLE c_new RENAME TO c",
+        true,
+    ),
+    ("CREATE VIEW v AS SELECT id FROM c", false),
+    ("INSERT INTO c (id, tenant) VALUES (1, 1)", false),
+    ("DROP TABLE b", true),
+];
+
+#[tokio::test]
+async fn a_read_of_what_changed_is_the_whole_read_on_sqlite() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Sqlite, async |database| {
+        let mut conn = Conn::connect(Backend::Sqlite, &database.url).await?;
+        let (mut model, mut marks) =
+            Schema::read_changed(&mut conn, "_sqlx_migrations", None).await?;
+        let mut partial_reads = 0;
+        for (sql, changes) in SQLITE_STEPS {
+            conn.execute(sql).await?;
+            let (read, new_marks) =
+                Schema::read_changed(&mut conn, "_sqlx_migrations", Some((&model, &marks))).await?;
+            let whole = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
+            let (read_text, whole_text) = (read.render(), whole.render());
+            anyhow::ensure!(
+                read_text == whole_text,
+                "after `{sql}`, the read of what changed differs from the whole read:\n{}",
+                similar::TextDiff::from_lines(&whole_text, &read_text).unified_diff()
+            );
+            anyhow::ensure!(read == whole, "after `{sql}`: same text, different models");
+            anyhow::ensure!(
+                (model.render() != whole_text) == *changes,
+                "after `{sql}`: the schema text {}",
+                if *changes {
+                    "did not change"
+                } else {
+                    "changed"
+                }
+            );
+            if new_marks.tables_read_again().is_some() {
+                partial_reads += 1;
+            }
+            (model, marks) = (read, new_marks);
+        }
+        anyhow::ensure!(
+            partial_reads == SQLITE_STEPS.len(),
+            "{partial_reads} partial reads"
+        );
+        conn.close().await;
+        Ok(())
+    })
+    .await
+}
