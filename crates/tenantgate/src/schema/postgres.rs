@@ -395,37 +395,45 @@ WITH spaces AS MATERIALIZED (
   FROM pg_class c JOIN spaces n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 ), parts(relid, x) AS (
-  SELECT attrelid, xmin FROM pg_attribute WHERE attrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT adrelid, xmin FROM pg_attrdef WHERE adrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT conrelid, xmin FROM pg_constraint WHERE conrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT i.indrelid, i.xmin FROM pg_index i WHERE i.indrelid IN (SELECT oid FROM rel)
+  SELECT attrelid, xmin FROM pg_attribute WHERE attrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT adrelid, xmin FROM pg_attrdef WHERE adrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT conrelid, xmin FROM pg_constraint WHERE conrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT i.indrelid, i.xmin FROM pg_index i WHERE i.indrelid = ANY(ARRAY(SELECT oid FROM rel))
   UNION ALL SELECT i.indrelid, ic.xmin FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-            WHERE i.indrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT polrelid, xmin FROM pg_policy WHERE polrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT tgrelid, xmin FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM rel)
-  UNION ALL SELECT inhrelid, xmin FROM pg_inherits WHERE inhrelid IN (SELECT oid FROM rel)
+            WHERE i.indrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT polrelid, xmin FROM pg_policy WHERE polrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT tgrelid, xmin FROM pg_trigger WHERE tgrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT inhrelid, xmin FROM pg_inherits WHERE inhrelid = ANY(ARRAY(SELECT oid FROM rel))
+), marks AS (
+  SELECT relid, count(*) AS n, sum(x::text::bigint) AS total FROM parts GROUP BY relid
+), in_spaces(classid, objid) AS (
+  -- Every function, type, operator and collation depends on its schema.
+  SELECT d.classid, d.objid FROM pg_depend d
+  WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid IN (SELECT oid FROM spaces)
+    AND d.classid IN ('pg_proc'::regclass, 'pg_type'::regclass, 'pg_operator'::regclass, 'pg_collation'::regclass)
 ), context AS MATERIALIZED (
   SELECT concat_ws(' / ', current_schema(), current_setting('search_path'),
     (SELECT md5(string_agg(s.oid::text || ' ' || s.nspname, ',' ORDER BY s.oid)) FROM pg_namespace s),
     (SELECT md5(string_agg(r.oid::text || ' ' || r.rolname, ',' ORDER BY r.oid)) FROM pg_roles r),
-    (SELECT count(*) || ':' || coalesce(sum(p.xmin::text::bigint), 0) FROM pg_proc p
-     WHERE p.pronamespace IN (SELECT oid FROM spaces)),
-    (SELECT count(*) || ':' || coalesce(sum(t.xmin::text::bigint), 0) FROM pg_type t
-     WHERE t.typnamespace IN (SELECT oid FROM spaces) AND t.typcategory <> 'A'
+    (SELECT count(*) || ':' || coalesce(sum(p.xmin::text::bigint), 0)
+     FROM in_spaces d JOIN pg_proc p ON p.oid = d.objid WHERE d.classid = 'pg_proc'::regclass),
+    -- Not a relation's row type or an array: those change with their relation.
+    (SELECT count(*) || ':' || coalesce(sum(t.xmin::text::bigint), 0)
+     FROM in_spaces d JOIN pg_type t ON t.oid = d.objid
+     WHERE d.classid = 'pg_type'::regclass AND t.typcategory <> 'A'
        AND NOT EXISTS (SELECT 1 FROM pg_class tc WHERE tc.oid = t.typrelid AND tc.relkind <> 'c')),
     (SELECT count(*) || ':' || coalesce(sum(e.xmin::text::bigint), 0) FROM pg_enum e),
     (SELECT count(*) || ':' || coalesce(sum(dc.xmin::text::bigint), 0) FROM pg_constraint dc WHERE dc.contypid <> 0),
-    (SELECT count(*) || ':' || coalesce(sum(o.xmin::text::bigint), 0) FROM pg_operator o
-     WHERE o.oprnamespace IN (SELECT oid FROM spaces)),
-    (SELECT count(*) || ':' || coalesce(sum(co.xmin::text::bigint), 0) FROM pg_collation co
-     WHERE co.collnamespace IN (SELECT oid FROM spaces)),
+    (SELECT count(*) || ':' || coalesce(sum(o.xmin::text::bigint), 0)
+     FROM in_spaces d JOIN pg_operator o ON o.oid = d.objid WHERE d.classid = 'pg_operator'::regclass),
+    (SELECT count(*) || ':' || coalesce(sum(co.xmin::text::bigint), 0)
+     FROM in_spaces d JOIN pg_collation co ON co.oid = d.objid WHERE d.classid = 'pg_collation'::regclass),
     (SELECT count(*) || ':' || coalesce(sum(x.xmin::text::bigint), 0) FROM pg_extension x)) AS text
 )
 SELECT r.oid, r.nspname::text, r.relname::text, r.relkind IN ('r', 'p'),
-       r.xmin::text || ':' || count(p.x) || ':' || coalesce(sum(p.x::text::bigint), 0),
+       r.xmin::text || ':' || coalesce(m.n, 0) || ':' || coalesce(m.total, 0),
        (SELECT text FROM context)
-FROM rel r LEFT JOIN parts p ON p.relid = r.oid
-GROUP BY r.oid, r.nspname, r.relname, r.relkind, r.xmin";
+FROM rel r LEFT JOIN marks m ON m.relid = r.oid";
 
 /// The relations whose schema text names one of the relations `$1` (a foreign key to
 /// it, a policy or default that reads it, a partition of it, a column of its row type):
