@@ -107,33 +107,14 @@ async fn a_read_of_what_changed_is_the_whole_read_after_every_statement() -> any
                     .map(|(sql, changes)| (sql.to_string(), *changes)),
             );
         let outcome = async {
-            let (mut model, marks) =
+            let (mut model, mut marks) =
                 Schema::read_changed(&mut conn, "_sqlx_migrations", None).await?;
-            let mut marks: Marks = marks;
             let mut partial_reads = 0;
             for (sql, changes) in steps {
-                conn.execute(&sql).await?;
-                let (read, new_marks) =
-                    Schema::read_changed(&mut conn, "_sqlx_migrations", Some((&model, &marks)))
-                        .await?;
-                let whole = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
-                let (read_text, whole_text) = (read.render(), whole.render());
-                anyhow::ensure!(
-                    read_text == whole_text,
-                    "after `{sql}`, the read of what changed differs from the whole read:\n{}",
-                    similar::TextDiff::from_lines(&whole_text, &read_text).unified_diff()
-                );
-                anyhow::ensure!(read == whole, "after `{sql}`: same text, different models");
-                anyhow::ensure!(
-                    (model.render() != whole_text) == changes,
-                    "after `{sql}`: the schema text {} (the step is here to change it: {changes})",
-                    if changes { "did not change" } else { "changed" }
-                );
-                let marks_now = new_marks;
-                if marks_now.tables_read_again().is_some() {
+                (model, marks) = step(&mut conn, &sql, changes, (model, marks)).await?;
+                if marks.tables_read_again().is_some() {
                     partial_reads += 1;
                 }
-                (model, marks) = (read, marks_now);
             }
             // Most steps re-read a few tables, not all: the marks work.
             anyhow::ensure!(
@@ -193,30 +174,10 @@ async fn a_read_of_what_changed_is_the_whole_read_on_sqlite() -> anyhow::Result<
             Schema::read_changed(&mut conn, "_sqlx_migrations", None).await?;
         let mut partial_reads = 0;
         for (sql, changes) in SQLITE_STEPS {
-            conn.execute(sql).await?;
-            let (read, new_marks) =
-                Schema::read_changed(&mut conn, "_sqlx_migrations", Some((&model, &marks))).await?;
-            let whole = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
-            let (read_text, whole_text) = (read.render(), whole.render());
-            anyhow::ensure!(
-                read_text == whole_text,
-                "after `{sql}`, the read of what changed differs from the whole read:\n{}",
-                similar::TextDiff::from_lines(&whole_text, &read_text).unified_diff()
-            );
-            anyhow::ensure!(read == whole, "after `{sql}`: same text, different models");
-            anyhow::ensure!(
-                (model.render() != whole_text) == *changes,
-                "after `{sql}`: the schema text {}",
-                if *changes {
-                    "did not change"
-                } else {
-                    "changed"
-                }
-            );
-            if new_marks.tables_read_again().is_some() {
+            (model, marks) = step(&mut conn, sql, *changes, (model, marks)).await?;
+            if marks.tables_read_again().is_some() {
                 partial_reads += 1;
             }
-            (model, marks) = (read, new_marks);
         }
         anyhow::ensure!(
             partial_reads == SQLITE_STEPS.len(),
@@ -226,4 +187,31 @@ async fn a_read_of_what_changed_is_the_whole_read_on_sqlite() -> anyhow::Result<
         Ok(())
     })
     .await
+}
+
+/// Runs `sql`, then reads the schema from `previous` (what changed) and whole: the two
+/// must be the same, and differ from `previous`'s exactly when `changes` says so.
+async fn step(
+    conn: &mut Conn,
+    sql: &str,
+    changes: bool,
+    (model, marks): (Schema, Marks),
+) -> anyhow::Result<(Schema, Marks)> {
+    conn.execute(sql).await?;
+    let (read, new_marks) =
+        Schema::read_changed(conn, "_sqlx_migrations", Some((&model, &marks))).await?;
+    let whole = Schema::read(conn, "_sqlx_migrations", &Scope::Database).await?;
+    let (read_text, whole_text) = (read.render(), whole.render());
+    anyhow::ensure!(
+        read_text == whole_text,
+        "after `{sql}`, the read of what changed differs from the whole read:\n{}",
+        similar::TextDiff::from_lines(&whole_text, &read_text).unified_diff()
+    );
+    anyhow::ensure!(read == whole, "after `{sql}`: same text, different models");
+    anyhow::ensure!(
+        (model.render() != whole_text) == changes,
+        "after `{sql}`: the schema text {} (the step is here to change it: {changes})",
+        if changes { "did not change" } else { "changed" }
+    );
+    Ok((read, new_marks))
 }
