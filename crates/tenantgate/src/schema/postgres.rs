@@ -502,13 +502,11 @@ pub(super) async fn read_changed(
         })
         .map(|(oid, _)| Oid(*oid))
         .collect();
-    let gone: Vec<&String> = before
+    let gone = before
         .relations
-        .iter()
-        .filter(|(oid, _)| !marks.relations.contains_key(oid))
-        .map(|(_, (key, _, _))| key)
-        .collect();
-    if changed.is_empty() && gone.is_empty() {
+        .keys()
+        .any(|oid| !marks.relations.contains_key(oid));
+    if changed.is_empty() && !gone {
         marks.read_again = Some(0);
         return Ok((before_schema.clone(), marks));
     }
