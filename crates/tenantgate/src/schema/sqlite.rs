@@ -10,26 +10,54 @@ use super::{Check, Column, ForeignKey, Index, Key, Schema, Table};
 
 // Every table at once: the pragmas as table-valued functions joined with the schema
 // table, one query each (a query per table and pragma was most of a rehearsal's time).
-// `{only}` is where a read of some tables names them.
-const TABLES: &str = "SELECT m.name, m.sql FROM sqlite_schema m \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name";
-const COLUMNS: &str = "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
+// `$1` is the migrations table, left out; `$2` the tables to read, a JSON array of their
+// names, or NULL for all of them.
+macro_rules! asked_for {
+    () => {
+        "($2 IS NULL OR m.tbl_name IN (SELECT value FROM json_each($2)))"
+    };
+}
+const TABLES: &str = concat!(
+    "SELECT m.name, m.sql FROM sqlite_schema m \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY m.name"
+);
+const COLUMNS: &str = concat!(
+    "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk \
      FROM sqlite_schema m, pragma_table_info(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.cid";
-const FOREIGN_KEYS: &str = "SELECT m.name, p.id, p.\"from\", p.\"table\", p.\"to\", p.on_delete \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY m.name, p.cid"
+);
+const FOREIGN_KEYS: &str = concat!(
+    "SELECT m.name, p.id, p.\"from\", p.\"table\", p.\"to\", p.on_delete \
      FROM sqlite_schema m, pragma_foreign_key_list(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.id, p.seq";
-const INDEXES: &str = "SELECT m.name, p.name, p.\"unique\", p.origin, p.partial \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY m.name, p.id, p.seq"
+);
+const INDEXES: &str = concat!(
+    "SELECT m.name, p.name, p.\"unique\", p.origin, p.partial \
      FROM sqlite_schema m, pragma_index_list(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY m.name, p.name";
-const INDEX_COLUMNS: &str = "SELECT i.name, coalesce(p.name, '<expression>') \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY m.name, p.name"
+);
+const INDEX_COLUMNS: &str = concat!(
+    "SELECT i.name, coalesce(p.name, '<expression>') \
      FROM sqlite_schema m, pragma_index_list(m.name) i, pragma_index_info(i.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1{only} ORDER BY i.name, p.seqno";
-const TRIGGERS: &str = "SELECT m.tbl_name, m.name, m.sql FROM sqlite_schema m \
-     WHERE m.type = 'trigger' AND m.name <> $1{only} ORDER BY m.tbl_name, m.name";
-
-/// The filter of a read of some tables: their names, a JSON array in `$2`.
-const ONLY: &str = " AND m.tbl_name IN (SELECT value FROM json_each($2))";
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY i.name, p.seqno"
+);
+// The migrations table's triggers are left out with it.
+const TRIGGERS: &str = concat!(
+    "SELECT m.tbl_name, m.name, m.sql FROM sqlite_schema m \
+     WHERE m.type = 'trigger' AND m.tbl_name <> $1 AND ",
+    asked_for!(),
+    " ORDER BY m.tbl_name, m.name"
+);
 
 /// What a read saw of `sqlite_schema`: by table, the rows that define it (the table's,
 /// its indexes' and its triggers' SQL). SQLite derives every pragma's answer about a table
@@ -106,27 +134,18 @@ async fn read_tables(
     only: Option<&[&String]>,
 ) -> anyhow::Result<Schema> {
     use std::collections::BTreeMap;
-    let names = serde_json::to_string(&only.unwrap_or_default())?;
-    // The filter and its parameter only when some tables are asked for.
-    macro_rules! fetch {
-        ($text:expr) => {{
-            let sql = sqlx::AssertSqlSafe(
-                $text.replace("{only}", if only.is_some() { ONLY } else { "" }),
-            );
-            let query = sqlx::query_as(sql).bind(migrations_table);
-            match only {
-                Some(_) => query.bind(&names).fetch_all(&mut *conn).await?,
-                None => query.fetch_all(&mut *conn).await?,
-            }
-        }};
-    }
+    let names = only.map(serde_json::to_string).transpose()?;
+    let names = names.as_deref();
     let mut schema = Schema::default();
-    let tables: Vec<(String, String)> = fetch!(TABLES);
-    let columns: Vec<(String, String, String, bool, Option<String>, i64)> = fetch!(COLUMNS);
+    let tables: Vec<(String, String)> = fetch(conn, TABLES, migrations_table, names).await?;
+    let columns: Vec<(String, String, String, bool, Option<String>, i64)> =
+        fetch(conn, COLUMNS, migrations_table, names).await?;
     let foreign_keys: Vec<(String, i64, String, String, Option<String>, String)> =
-        fetch!(FOREIGN_KEYS);
-    let indexes: Vec<(String, String, bool, String, bool)> = fetch!(INDEXES);
-    let index_columns: Vec<(String, String)> = fetch!(INDEX_COLUMNS);
+        fetch(conn, FOREIGN_KEYS, migrations_table, names).await?;
+    let indexes: Vec<(String, String, bool, String, bool)> =
+        fetch(conn, INDEXES, migrations_table, names).await?;
+    let index_columns: Vec<(String, String)> =
+        fetch(conn, INDEX_COLUMNS, migrations_table, names).await?;
     let mut columns_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (index, column) in index_columns {
         columns_of.entry(index).or_default().push(column);
@@ -213,13 +232,31 @@ async fn read_tables(
     for table in schema.tables.values_mut() {
         table.uniques.sort_by(|a, b| a.columns.cmp(&b.columns));
     }
-    let triggers: Vec<(String, String, String)> = fetch!(TRIGGERS);
+    let triggers: Vec<(String, String, String)> =
+        fetch(conn, TRIGGERS, migrations_table, names).await?;
     for (table, name, sql) in triggers {
         if let Some(table) = schema.tables.get_mut(&table) {
             table.triggers.push((name, sql));
         }
     }
     Ok(schema)
+}
+
+/// One of the queries above: `names`, a JSON array of the tables to read, or all of them.
+async fn fetch<T>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    migrations_table: &str,
+    names: Option<&str>,
+) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .bind(migrations_table)
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// The CHECK constraints of a CREATE TABLE statement, named ones by name. A rehearsal
