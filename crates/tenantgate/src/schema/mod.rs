@@ -5,10 +5,19 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::db::{Conn, Scope};
+
 /// What a read saw, so that the next read on the same connection reads again only the
 /// tables that changed ([`Schema::read_changed`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Marks(MarksOf);
+pub struct Marks {
+    of: MarksOf,
+    /// How many tables that read read from the database; `None` when it read them all.
+    read_again: Option<usize>,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 enum MarksOf {
@@ -25,17 +34,9 @@ impl Marks {
     /// How many tables the read that took these marks read from the database, the others
     /// coming from the previous read; `None` when it read everything.
     pub fn tables_read_again(&self) -> Option<usize> {
-        match &self.0 {
-            MarksOf::Postgres(marks) => marks.tables_read_again(),
-            MarksOf::Sqlite(marks) => marks.read_again(),
-        }
+        self.read_again
     }
 }
-
-use std::collections::BTreeMap;
-use std::fmt::Write;
-
-use crate::db::{Conn, Scope};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Schema {
@@ -239,22 +240,24 @@ impl Schema {
     ) -> anyhow::Result<(Schema, Marks)> {
         match conn {
             Conn::Postgres(conn) => {
-                let previous = previous.and_then(|(schema, marks)| match &marks.0 {
+                let previous = previous.and_then(|(schema, marks)| match &marks.of {
                     MarksOf::Postgres(marks) => Some((schema, marks)),
                     MarksOf::Sqlite(_) => None,
                 });
-                let (schema, marks) =
+                let (schema, marks, read_again) =
                     postgres::read_changed(conn, migrations_table, previous).await?;
-                Ok((schema, Marks(MarksOf::Postgres(marks))))
+                let of = MarksOf::Postgres(marks);
+                Ok((schema, Marks { of, read_again }))
             }
             Conn::Sqlite(conn) => {
-                let previous = previous.and_then(|(schema, marks)| match &marks.0 {
+                let previous = previous.and_then(|(schema, marks)| match &marks.of {
                     MarksOf::Sqlite(marks) => Some((schema, marks)),
                     MarksOf::Postgres(_) => None,
                 });
-                let (schema, marks) =
+                let (schema, marks, read_again) =
                     sqlite::read_changed(conn, migrations_table, previous).await?;
-                Ok((schema, Marks(MarksOf::Sqlite(marks))))
+                let of = MarksOf::Sqlite(marks);
+                Ok((schema, Marks { of, read_again }))
             }
         }
     }

@@ -3,7 +3,7 @@
 //! current schema, or many schemas in the same six queries (a schema-per-tenant database
 //! with a thousand schemas is read in one pass over the catalogs, not a thousand).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::PgConnection;
 use sqlx::postgres::types::Oid;
@@ -369,17 +369,6 @@ pub struct Marks {
     /// By relation oid: its key in the model (`table` or `schema.table`), whether it is a
     /// table, and its mark.
     relations: BTreeMap<u32, (String, bool, String)>,
-    /// How many tables the read that took these marks read from the catalogs; `None` for
-    /// a whole read.
-    read_again: Option<usize>,
-}
-
-impl Marks {
-    /// How many tables the read that took these marks read from the catalogs, the others
-    /// coming from the previous read; `None` when it read everything.
-    pub fn tables_read_again(&self) -> Option<usize> {
-        self.read_again
-    }
 }
 
 /// Every relation of the user schemas ([`USER_SCHEMAS`]) with the mark of its catalog
@@ -461,19 +450,18 @@ WHERE d.refclassid IN ('pg_class'::regclass, 'pg_type'::regclass) AND d.refobjid
 /// its [`Marks`]. Given the model and marks of an earlier read on this connection, the
 /// tables whose catalog rows are unchanged since, and that name no relation that
 /// changed, are taken from that model; the rest (and every view, sequence, function,
-/// type and extension) are read.
+/// type and extension) are read. Also how many tables it read: `None` for all.
 pub(super) async fn read_changed(
     conn: &mut PgConnection,
     migrations_table: &str,
     previous: Option<(&Schema, &Marks)>,
-) -> anyhow::Result<(Schema, Marks)> {
+) -> anyhow::Result<(Schema, Marks, Option<usize>)> {
     let (current, names) = scope_names(conn, &Scope::Database).await?;
     type MarkRow = (Oid, String, String, bool, String, String);
     let rows: Vec<MarkRow> = sqlx::query_as(MARKS).fetch_all(&mut *conn).await?;
     let mut marks = Marks {
         context: rows.first().map(|row| row.5.clone()).unwrap_or_default(),
         relations: BTreeMap::new(),
-        read_again: None,
     };
     for (oid, schema, name, table, mark, _) in rows {
         let key = if schema == current {
@@ -487,62 +475,53 @@ pub(super) async fn read_changed(
         previous.filter(|(_, before)| !marks.context.is_empty() && before.context == marks.context);
     let Some((before_schema, before)) = previous else {
         let schema = read_merged(conn, &current, &names, migrations_table, false, None).await?;
-        return Ok((schema, marks));
+        return Ok((schema, marks, None));
     };
-    let mut changed: Vec<Oid> = marks
+    let mut changed: BTreeSet<u32> = marks
         .relations
         .iter()
-        .filter(|(oid, (key, table, mark))| {
-            before
-                .relations
-                .get(oid)
-                .is_none_or(|(before_key, before_table, before_mark)| {
-                    before_key != key || before_table != table || before_mark != mark
-                })
-        })
-        .map(|(oid, _)| Oid(*oid))
+        .filter(|(oid, now)| before.relations.get(oid) != Some(*now))
+        .map(|(oid, _)| *oid)
         .collect();
     let gone = before
         .relations
         .keys()
         .any(|oid| !marks.relations.contains_key(oid));
     if changed.is_empty() && !gone {
-        marks.read_again = Some(0);
-        return Ok((before_schema.clone(), marks));
+        return Ok((before_schema.clone(), marks, Some(0)));
     }
     if !changed.is_empty() {
+        let asked: Vec<Oid> = changed.iter().map(|oid| Oid(*oid)).collect();
         let dependents: Vec<Option<Oid>> = sqlx::query_scalar(DEPENDENTS)
-            .bind(&changed)
+            .bind(&asked)
             .fetch_all(&mut *conn)
             .await?;
-        for oid in dependents.into_iter().flatten() {
-            if marks.relations.contains_key(&oid.0) && !changed.contains(&oid) {
-                changed.push(oid);
-            }
-        }
+        changed.extend(
+            dependents
+                .into_iter()
+                .flatten()
+                .map(|oid| oid.0)
+                .filter(|oid| marks.relations.contains_key(oid)),
+        );
     }
     // Views, sequences and foreign tables are read whole (their grants with them).
     let only: Vec<Oid> = marks
         .relations
         .iter()
-        .filter(|(oid, (_, table, _))| !*table || changed.contains(&Oid(**oid)))
+        .filter(|(oid, (_, table, _))| !*table || changed.contains(*oid))
         .map(|(oid, _)| Oid(*oid))
         .collect();
     let mut schema =
         read_merged(conn, &current, &names, migrations_table, false, Some(&only)).await?;
-    marks.read_again = Some(schema.tables.len());
-    for (oid, (key, table, _)) in &before.relations {
-        let unchanged = *table
-            && marks
-                .relations
-                .get(oid)
-                .is_some_and(|(now, _, _)| now == key)
-            && !changed.contains(&Oid(*oid));
+    let read_again = schema.tables.len();
+    // A relation that is still there and unchanged kept its key (a new key is a change).
+    for (oid, (key, _, _)) in &before.relations {
+        let unchanged = marks.relations.contains_key(oid) && !changed.contains(oid);
         if unchanged && let Some(kept) = before_schema.tables.get(key) {
             schema.tables.insert(key.clone(), kept.clone());
         }
     }
-    Ok((schema, marks))
+    Ok((schema, marks, Some(read_again)))
 }
 
 /// Reads every schema of `schemas` (missing ones are left out of the map), each as if it

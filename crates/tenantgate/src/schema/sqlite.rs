@@ -65,22 +65,16 @@ const TRIGGERS: &str = concat!(
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Marks {
     tables: std::collections::BTreeMap<String, String>,
-    read_again: Option<usize>,
-}
-
-impl Marks {
-    pub(super) fn read_again(&self) -> Option<usize> {
-        self.read_again
-    }
 }
 
 /// Reads the schema as [`read`] does; given the model and marks of an earlier read on
 /// this connection, the tables whose `sqlite_schema` rows are unchanged are taken from it.
+/// Also how many tables it read: `None` for all.
 pub(super) async fn read_changed(
     conn: &mut SqliteConnection,
     migrations_table: &str,
     previous: Option<(&Schema, &Marks)>,
-) -> anyhow::Result<(Schema, Marks)> {
+) -> anyhow::Result<(Schema, Marks, Option<usize>)> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT tbl_name, group_concat(type || char(31) || name || char(31) || coalesce(sql, ''), char(30)) \
          FROM (SELECT tbl_name, type, name, sql FROM sqlite_schema ORDER BY tbl_name, type, name) \
@@ -88,12 +82,15 @@ pub(super) async fn read_changed(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut marks = Marks {
+    let marks = Marks {
         tables: rows.into_iter().collect(),
-        read_again: None,
     };
     let Some((before_schema, before)) = previous else {
-        return Ok((read_tables(conn, migrations_table, None).await?, marks));
+        return Ok((
+            read_tables(conn, migrations_table, None).await?,
+            marks,
+            None,
+        ));
     };
     let changed: Vec<&String> = marks
         .tables
@@ -106,18 +103,17 @@ pub(super) async fn read_changed(
         .keys()
         .any(|name| !marks.tables.contains_key(name));
     if changed.is_empty() && !gone {
-        marks.read_again = Some(0);
-        return Ok((before_schema.clone(), marks));
+        return Ok((before_schema.clone(), marks, Some(0)));
     }
     let mut schema = read_tables(conn, migrations_table, Some(&changed)).await?;
-    marks.read_again = Some(schema.tables.len());
+    let read_again = schema.tables.len();
     for (name, table) in &before_schema.tables {
         let unchanged = marks.tables.contains_key(name) && !changed.contains(&name);
         if unchanged {
             schema.tables.insert(name.clone(), table.clone());
         }
     }
-    Ok((schema, marks))
+    Ok((schema, marks, Some(read_again)))
 }
 
 pub(super) async fn read(
