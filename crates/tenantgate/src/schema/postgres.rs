@@ -640,19 +640,9 @@ async fn read_schemas_as_set(
         .bind(schemas)
         .fetch_all(&mut *conn)
         .await?;
-    // The relations whose tables, grants and triggers are read: all, or those asked for.
-    let some: Vec<Oid>;
-    let wanted = match only {
-        Some(only) => {
-            some = only
-                .iter()
-                .filter(|oid| relations.contains(oid))
-                .copied()
-                .collect();
-            &some
-        }
-        None => &relations,
-    };
+    // The relations whose tables, grants and triggers are read: all, or those asked for
+    // (every query below keeps to the schemas asked for, as it does with all).
+    let wanted = only.unwrap_or(&relations);
     let tables: Vec<(String, String, bool, bool, Option<String>)> = sqlx::query_as(TABLES)
         .bind(schemas)
         .bind(wanted)
