@@ -298,6 +298,16 @@ async fn a_gap_opened_by_one_migration_and_closed_by_the_next_is_caught() {
         "{:#?}",
         failures(report)
     );
+    // The steps were checked on the second database, beside the final checks on the
+    // first: the gap was carried over to them.
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("rehearsed on a second database of the server")),
+        "{:#?}",
+        report.notes
+    );
 }
 
 #[tokio::test]

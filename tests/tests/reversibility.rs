@@ -3,7 +3,10 @@
 
 use tenantgate::Backend;
 use tenantgate_harness::rehearsal::{BackendReport, Options};
-use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, rehearse_with};
+use tenantgate_tests::{
+    Scratch, assert_fails_with, failures, own_server, rehearse, rehearse_app_on, rehearse_with,
+    scratch_app,
+};
 
 /// Adds migration 0008 to both backends.
 fn add_both(scratch: &Scratch, name: &str, up: &str, down: &str) {
@@ -85,7 +88,9 @@ async fn a_down_migration_that_leaves_a_column_behind_fails_with_the_diff() {
             "{}: {failure}",
             report.backend
         );
-        // Up cannot run again over the leftover column: the rehearsal stops and says so.
+        // Up cannot run again over the leftover column: the rehearsal stops and says so,
+        // and nothing after it counts (on PostgreSQL the final checks and the cases ran
+        // on the other database meanwhile).
         assert_fails_with(
             &report,
             "rehearsal",
@@ -94,6 +99,14 @@ async fn a_down_migration_that_leaves_a_column_behind_fails_with_the_diff() {
                 "applying it again after its down migration",
             ],
         );
+        assert!(
+            report.check("isolation-behaviour").is_none()
+                && report.check("schema-snapshot").is_none(),
+            "{}: {:#?}",
+            report.backend,
+            report.checks.iter().map(|c| c.name).collect::<Vec<_>>()
+        );
+        assert_eq!(report.steps.len(), 8, "{}", report.backend);
     }
 }
 
@@ -632,6 +645,45 @@ async fn a_long_history_that_drops_a_role_runs_on_one_database_and_says_why() {
             .iter()
             .any(|n| n.contains("rehearsed in two halves at once"))
     );
+}
+
+/// Two databases of one server never run the same migration at once: a migration that
+/// creates a role unless it exists (a check, then the statement) would otherwise fail on
+/// one of them, the other having created the role in between.
+#[tokio::test]
+async fn a_migration_that_creates_a_missing_role_runs_on_one_database_at_a_time() {
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .add_migration(
+            Backend::Postgres,
+            "0008",
+            "create_reporting_role",
+            "DO $$\nBEGIN\n    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenantgate_reporting') THEN\n        PERFORM pg_sleep(1);\n        CREATE ROLE tenantgate_reporting NOLOGIN;\n    END IF;\nEND\n$$;\n",
+            "SELECT 1;\n",
+        )
+        .unwrap();
+    scratch
+        .exempt_from_parity("0008_create_reporting_role", Backend::Postgres)
+        .unwrap();
+    // A server of its own: the role belongs to the whole server.
+    let report = rehearse_app_on(
+        &scratch_app(scratch.config().unwrap()),
+        &[Backend::Postgres],
+        Options::default(),
+        &own_server(),
+    )
+    .await
+    .remove(0);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("rehearsed on a second database of the server")),
+        "{:#?}",
+        report.notes
+    );
+    assert!(report.fatal.is_none(), "{:#?}", failures(&report));
+    assert_eq!(report.steps.len(), 8);
 }
 
 /// A down migration that empties a table its up never touched with TRUNCATE (which

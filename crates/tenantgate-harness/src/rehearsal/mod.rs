@@ -285,35 +285,43 @@ async fn run(
             database.startup.as_secs_f64()
         ),
     );
-    let (conn, writes) = open(backend, &database.url, config, options).await?;
-    let second = match halves_at(config, &set, options) {
-        Ok(Some(at)) => {
-            let made = async {
-                let url = provision::another_postgres_database(pg, &database, janitor)
-                    .await
-                    .map_err(|error| Failure::new(format!("{error:#}")))?;
-                let (conn, writes) = open(backend, &url, config, options).await?;
-                Ok::<_, Failure>((at, conn, url, writes))
-            };
-            match made.await {
-                Ok(second) => Some(second),
-                Err(failure) => {
-                    report.notes.push(format!(
-                        "rehearsed on one database: a second one for the history's second half could not be made: {}",
-                        failure.problem
-                    ));
-                    None
-                }
-            }
-        }
-        Ok(None) => None,
+    let split = match split(config, &set, options) {
+        Ok(split) => split,
         Err(why) => {
             report.notes.push(format!(
-                "rehearsed on one database, not in two halves at once: {why}"
+                "rehearsed on one database, not on two at once: {why}"
             ));
             None
         }
     };
+    // The second database is made while the first is opened.
+    let make_second = async {
+        let Some(split) = split else {
+            return Ok(None);
+        };
+        let url = provision::another_postgres_database(pg, &database, janitor)
+            .await
+            .map_err(|error| (split, Failure::new(format!("{error:#}"))))?;
+        let (conn, writes) = open(backend, &url, config, options)
+            .await
+            .map_err(|failure| (split, failure))?;
+        Ok(Some(Second {
+            split,
+            conn,
+            url,
+            writes,
+        }))
+    };
+    let (first, second) = tokio::join!(open(backend, &database.url, config, options), make_second);
+    let (conn, writes) = first?;
+    let second = second.unwrap_or_else(|(split, failure)| {
+        report.notes.push(format!(
+            "rehearsed on one database: a second one {} could not be made: {}",
+            split.purpose(),
+            failure.problem
+        ));
+        None
+    });
     report.phases.push(("provision", phase.elapsed()));
 
     let mut rehearsal = Rehearsal::new(
@@ -370,28 +378,67 @@ async fn open(
     Ok((conn, writes))
 }
 
-/// Where the second half of a long PostgreSQL history starts ([`halves`]), `None` for a
-/// history rehearsed on one database as a matter of course (SQLite, short, no reversal,
-/// `--rows`), or why a long one is not split.
-fn halves_at(
-    config: &Config,
-    set: &MigrationSet,
-    options: Options,
-) -> Result<Option<usize>, String> {
+/// How a PostgreSQL history uses a second database of its server, beside the first.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// A long history in two halves at once ([`halves`]): the second half starts at this
+    /// index.
+    Halves(usize),
+    /// The reversal pass rehearses the history on the second database while the first
+    /// applies it plainly and goes on to the final checks, the snapshot and the cases.
+    Beside,
+}
+
+impl Split {
+    /// What the second database is for, as a note says it.
+    fn purpose(self) -> &'static str {
+        match self {
+            Split::Halves(_) => "for the history's second half",
+            Split::Beside => "for the reversal pass",
+        }
+    }
+}
+
+/// The second database of a [`Split`] history, and its connection.
+struct Second {
+    split: Split,
+    conn: Conn,
+    url: String,
+    writes: Option<tenantgate::db::Writes>,
+}
+
+/// How a PostgreSQL history is split over two databases, `None` for one rehearsed on one
+/// database as a matter of course (SQLite, no reversal, `--rows`, nothing to reverse), or
+/// why it is not split.
+fn split(config: &Config, set: &MigrationSet, options: Options) -> Result<Option<Split>, String> {
     let migrations: Vec<&sqlx::migrate::Migration> = set.ups().collect();
     let reversed: Vec<bool> = migrations
         .iter()
         .map(|m| !config.in_baseline(m.version))
         .collect();
-    let long = reversed.iter().filter(|r| **r).count() >= halves::HALVES_FROM;
-    if set.backend != Backend::Postgres || !options.reversibility || options.rows > 0 || !long {
+    let to_reverse = reversed.iter().filter(|r| **r).count();
+    if set.backend != Backend::Postgres
+        || !options.reversibility
+        || options.rows > 0
+        || to_reverse == 0
+    {
         return Ok(None);
     }
+    let long = to_reverse >= halves::HALVES_FROM;
     let texts = halves::texts(&migrations, |v| set.down_of(v), |v, up| set.file(v, up));
-    match halves::server_wide(texts.iter().map(|(sql, file)| (*sql, file.clone()))) {
-        Some(why) => Err(why),
-        None => Ok(Some(halves::split_at(&reversed)).filter(|at| (1..reversed.len()).contains(at))),
+    if let Some(why) = halves::server_wide(texts.iter().map(|(sql, file)| (*sql, file.clone()))) {
+        // A short history loses a fraction of a second to it: not worth a note.
+        return if long { Err(why) } else { Ok(None) };
     }
+    if !long {
+        return Ok(Some(Split::Beside));
+    }
+    let at = halves::split_at(&reversed);
+    Ok(Some(if (1..reversed.len()).contains(&at) {
+        Split::Halves(at)
+    } else {
+        Split::Beside
+    }))
 }
 
 /// The versions the configuration names exist among the migrations.
@@ -441,6 +488,21 @@ pub struct Seeded {
     pub version: i64,
 }
 
+/// What the post-migration checks read from the final database ([`Rehearsal::final_reads`]).
+struct FinalReads {
+    schema: Schema,
+    /// The checks' outcomes, before the steps' findings complete them.
+    checks: Vec<CheckOutcome>,
+    notes: Vec<String>,
+    took: Duration,
+}
+
+/// The behavioural isolation cases' findings and time, or why they did not run.
+enum Behaviour {
+    Ran(isolation::BehaviourReport, Duration),
+    NotRun(String),
+}
+
 /// The static-rule failures seen after an intermediate migration.
 struct StepFailure {
     file: String,
@@ -474,9 +536,16 @@ struct Rehearsal<'r, 'a> {
     reversibility: reversibility::Pass,
     seed_time: Duration,
     generate_time: Duration,
-    /// A long PostgreSQL history: where its second half starts, and the second database
-    /// it is rehearsed on ([`halves`]), taken when the migrations are applied.
-    second: Option<(usize, Conn, String, Option<tenantgate::db::Writes>)>,
+    /// A second database of the server and what it is for ([`Split`]), taken when the
+    /// migrations are applied.
+    second: Option<Second>,
+    /// How many migrations this rehearsal has applied plainly, for one that rehearses
+    /// them on another database of the server at the same time ([`Rehearsal::follows`]).
+    applied: Option<tokio::sync::watch::Sender<usize>>,
+    /// The other database's plain applies: this rehearsal applies each migration after
+    /// that one did, so that the two never run the same migration at once (both would
+    /// create the same role, and one would fail for it).
+    follows: Option<tokio::sync::watch::Receiver<usize>>,
     /// The pass stopped on a failure that its outcome explains (a migration that did not
     /// apply again after its down).
     outcome_due: bool,
@@ -515,6 +584,8 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             seed_time: Duration::ZERO,
             generate_time: Duration::ZERO,
             second: None,
+            applied: None,
+            follows: None,
             outcome_due: false,
         }
     }
@@ -538,11 +609,16 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 Failure::new(format!("create the migrations table `{table}`: {error}"))
             })?;
         self.known_tables = self.tables().await?;
+        if let Some(second) = self.second.take_if(|s| matches!(s.split, Split::Beside)) {
+            return self.reverse_beside(second).await;
+        }
         self.apply_all().await?;
         self.reconnect_for_checks().await?;
-        let schema = self.final_checks().await?;
-        self.snapshot(&schema);
-        self.isolation_cases(&schema).await;
+        let mut reads = self.final_reads().await?;
+        self.final_checks(&mut reads);
+        self.snapshot(&reads.schema);
+        let behaviour = self.isolation_cases(&reads.schema).await;
+        self.record_behaviour(behaviour);
         Ok(())
     }
 
@@ -565,6 +641,40 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
     async fn apply_all(&mut self) -> Result<(), Failure> {
         let phase = Instant::now();
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
+        self.note_baseline(&migrations);
+        let applied = match self.second.take() {
+            Some(Second {
+                split: Split::Halves(at),
+                conn,
+                url,
+                writes,
+            }) => {
+                self.apply_in_halves(&migrations, (at, conn, url, writes))
+                    .await
+            }
+            _ => self.apply_range(&migrations, 0).await,
+        };
+        if let Err(fatal) = applied {
+            self.close_failed_pass();
+            return Err(fatal);
+        }
+        self.report.phases.push((
+            "migrate",
+            phase
+                .elapsed()
+                .saturating_sub(self.seed_time)
+                .saturating_sub(self.generate_time)
+                .saturating_sub(self.reversibility.time),
+        ));
+        if self.options.rows > 0 {
+            self.report.phases.push(("generate", self.generate_time));
+        }
+        self.close_pass();
+        Ok(())
+    }
+
+    /// The baseline's migrations, which are applied but not judged.
+    fn note_baseline(&mut self, migrations: &[sqlx::migrate::Migration]) {
         let baseline: Vec<i64> = migrations
             .iter()
             .map(|m| m.version)
@@ -580,31 +690,20 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 "baseline: {range} adopted history: not linted, not reversed, the steps between them not checked"
             ));
         }
-        let applied = match self.second.take() {
-            Some(second) => self.apply_in_halves(&migrations, second).await,
-            None => self.apply_range(&migrations, 0).await,
-        };
-        if let Err(fatal) = applied {
-            // What the pass found about the migrations before this one still counts
-            // (an outcome only with a failure: the pass did not finish).
-            if self.options.reversibility
-                && (self.outcome_due || !self.reversibility.failures.is_empty())
-            {
-                self.report.checks.push(self.reversibility.outcome());
-            }
-            return Err(fatal);
+    }
+
+    /// A history stopped by a failure: what the reversal pass found about the migrations
+    /// before it still counts (an outcome only with a failure: the pass did not finish).
+    fn close_failed_pass(&mut self) {
+        if self.options.reversibility
+            && (self.outcome_due || !self.reversibility.failures.is_empty())
+        {
+            self.report.checks.push(self.reversibility.outcome());
         }
-        self.report.phases.push((
-            "migrate",
-            phase
-                .elapsed()
-                .saturating_sub(self.seed_time)
-                .saturating_sub(self.generate_time)
-                .saturating_sub(self.reversibility.time),
-        ));
-        if self.options.rows > 0 {
-            self.report.phases.push(("generate", self.generate_time));
-        }
+    }
+
+    /// The reversal pass's time, notes and outcome, after every migration applied.
+    fn close_pass(&mut self) {
         if self.options.reversibility {
             self.report
                 .phases
@@ -616,7 +715,6 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 .notes
                 .push("reversibility: not checked (--no-reversibility)".to_string());
         }
-        Ok(())
     }
 
     /// `migrations` in order on this rehearsal's database: the first `plain` only applied
@@ -639,12 +737,20 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 .is_some_and(|f| f.seed_at_version == migration.version);
             if index < plain {
                 self.apply(migration, &file).await?;
+                if let Some(applied) = &self.applied {
+                    applied.send_replace(index + 1);
+                }
                 self.note_tables(&file).await?;
                 self.dangling_foreign_keys(&file).await;
                 if seeds {
                     self.seed(migration.version).await?;
                 }
                 continue;
+            }
+            if let Some(follows) = &mut self.follows {
+                // An error: the other database stopped (on a failure this one will meet
+                // too, or that is moot); this one goes on alone.
+                let _ = follows.wait_for(|applied| *applied > index).await;
             }
             let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
             let before = match (reverse, current.take()) {
@@ -707,24 +813,13 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         (at, conn, url, writes): (usize, Conn, String, Option<tenantgate::db::Writes>),
     ) -> Result<(), Failure> {
         let mut report = BackendReport::new(self.backend());
-        let mut second = Rehearsal::new(
-            self.app,
-            self.set,
-            (conn, url, writes),
-            self.options,
-            &mut report,
-        );
-        second.known_tables = self.known_tables.clone();
-        let table = self.set.table().to_string();
-        second
-            .conn()
-            .ensure_migrations_table(&table)
-            .await
-            .map_err(|error| {
-                Failure::new(format!(
-                    "create the migrations table `{table}` in the second database: {error}"
-                ))
-            })?;
+        let mut second = self
+            .on_the_second_database((conn, url, writes), &mut report)
+            .await?;
+        // The second applies `..at` plainly, this one rehearses it after it.
+        let (applied, follows) = tokio::sync::watch::channel(0);
+        second.applied = Some(applied);
+        self.follows = Some(follows);
         let started = Instant::now();
         let (first, second_result) = tokio::join!(
             async {
@@ -733,9 +828,11 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             },
             async {
                 let result = second.apply_range(migrations, at).await;
+                second.applied = None;
                 (result, started.elapsed())
             },
         );
+        self.follows = None;
         let ((first, first_took), (second_result, second_took)) = (first, second_result);
         let wall = started.elapsed();
         if let Err(fatal) = first {
@@ -751,26 +848,11 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             .max(f64::MIN_POSITIVE);
         let reversing = self.reversibility.time + second.reversibility.time;
         self.reversibility.time = wall.mul_f64((reversing.as_secs_f64() / busy).min(1.0));
-        self.reversibility.judged += second.reversibility.judged;
-        self.reversibility
-            .failures
-            .append(&mut second.reversibility.failures);
-        self.reversibility
-            .notes
-            .append(&mut second.reversibility.notes);
-        self.reversibility
-            .unused_acknowledgements
-            .append(&mut second.reversibility.unused_acknowledgements);
-        self.step_failures.append(&mut second.step_failures);
-        self.checked_steps.append(&mut second.checked_steps);
-        self.dangling.append(&mut second.dangling);
-        self.declared_seen.append(&mut second.declared_seen);
-        self.functions_seen.append(&mut second.functions_seen);
+        self.absorb(&mut second);
         self.created_by = std::mem::take(&mut second.created_by);
         self.known_tables = std::mem::take(&mut second.known_tables);
         self.seeded = second.seeded.take().or(self.seeded.take());
         self.seed_time = self.seed_time.max(second.seed_time);
-        self.outcome_due |= second.outcome_due;
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
@@ -793,6 +875,128 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             migrations[at - 1].version,
         ));
         second_result
+    }
+
+    /// [`Split::Beside`]: `second` (a database on the same server) rehearses every
+    /// migration (applies, reverses, reads, checks each step) while this database applies
+    /// them plainly and goes on to the final checks, the snapshot and the cases; the
+    /// rehearsal's findings are merged before the final checks' outcomes are completed
+    /// with them. A failure that stops the rehearsal stops the history, as it does on one
+    /// database.
+    async fn reverse_beside(&mut self, second: Second) -> Result<(), Failure> {
+        let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
+        self.note_baseline(&migrations);
+        let mut report = BackendReport::new(self.backend());
+        let mut reversal = self
+            .on_the_second_database((second.conn, second.url, second.writes), &mut report)
+            .await?;
+        let (applied, follows) = tokio::sync::watch::channel(0);
+        self.applied = Some(applied);
+        reversal.follows = Some(follows);
+        let started = Instant::now();
+        let (main, reversed) = tokio::join!(
+            async {
+                let result = async {
+                    self.apply_range(&migrations, migrations.len()).await?;
+                    let migrate = started.elapsed().saturating_sub(self.seed_time);
+                    self.applied = None;
+                    self.reconnect_for_checks().await?;
+                    let reads = self.final_reads().await?;
+                    let behaviour = self.isolation_cases(&reads.schema).await;
+                    Ok::<_, Failure>((migrate, reads, behaviour))
+                }
+                .await;
+                self.applied = None;
+                result
+            },
+            async {
+                let result = reversal.apply_range(&migrations, 0).await;
+                (result, started.elapsed())
+            },
+        );
+        let (reversed, reversal_took) = reversed;
+        self.absorb(&mut reversal);
+        self.reversibility.time = reversal_took;
+        if let Some(conn) = reversal.conn.take() {
+            conn.close().await;
+        }
+        drop(reversal);
+        self.report.notes.append(&mut report.notes);
+        self.report.isolation_steps_checked += report.isolation_steps_checked;
+        if let Err(fatal) = reversed {
+            // The history stops where its rehearsal did; the steps are the rehearsal's.
+            self.report.steps = report.steps;
+            self.close_failed_pass();
+            return Err(fatal);
+        }
+        let (migrate, reads, behaviour) = match main {
+            Ok(main) => main,
+            Err(fatal) => {
+                self.close_pass();
+                return Err(fatal);
+            }
+        };
+        self.report.phases.push(("migrate", migrate));
+        self.close_pass();
+        self.report.notes.push(
+            "reversibility: rehearsed on a second database of the server, beside the final checks and the cases on the first".to_string(),
+        );
+        let mut reads = reads;
+        self.final_checks(&mut reads);
+        self.snapshot(&reads.schema);
+        self.record_behaviour(behaviour);
+        Ok(())
+    }
+
+    /// The same history's rehearsal on a second database of the server (`conn`, to the
+    /// database at `url`), reporting into `report`: its migrations table made, the
+    /// tables this one found noted.
+    async fn on_the_second_database<'s>(
+        &self,
+        (conn, url, writes): (Conn, String, Option<tenantgate::db::Writes>),
+        report: &'s mut BackendReport,
+    ) -> Result<Rehearsal<'s, 'a>, Failure>
+    where
+        'r: 's,
+    {
+        let mut second = Rehearsal::new(
+            self.app,
+            self.set,
+            (conn, url, writes),
+            self.options,
+            report,
+        );
+        second.known_tables = self.known_tables.clone();
+        let table = self.set.table().to_string();
+        second
+            .conn()
+            .ensure_migrations_table(&table)
+            .await
+            .map_err(|error| {
+                Failure::new(format!(
+                    "create the migrations table `{table}` in the second database: {error}"
+                ))
+            })?;
+        Ok(second)
+    }
+
+    /// What `other`, a rehearsal of the same history on another database, found: its
+    /// reversals and their notes, the static rules after its steps, the declared tables
+    /// and functions it saw.
+    fn absorb(&mut self, other: &mut Rehearsal<'_, '_>) {
+        let pass = &mut other.reversibility;
+        self.reversibility.judged += pass.judged;
+        self.reversibility.failures.append(&mut pass.failures);
+        self.reversibility.notes.append(&mut pass.notes);
+        self.reversibility
+            .unused_acknowledgements
+            .append(&mut pass.unused_acknowledgements);
+        self.step_failures.append(&mut other.step_failures);
+        self.checked_steps.append(&mut other.checked_steps);
+        self.dangling.append(&mut other.dangling);
+        self.declared_seen.append(&mut other.declared_seen);
+        self.functions_seen.append(&mut other.functions_seen);
+        self.outcome_due |= other.outcome_due;
     }
 
     /// The schema text and the row count of every table, as a reversal compares them.
@@ -1048,9 +1252,9 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         Ok(())
     }
 
-    /// The post-migration checks on the final schema, and the step failures the final
-    /// schema no longer has.
-    async fn final_checks(&mut self) -> Result<Schema, Failure> {
+    /// The post-migration checks' work on the database: the final schema, and the checks
+    /// run on it, before the steps' findings complete them ([`Rehearsal::final_checks`]).
+    async fn final_reads(&mut self) -> Result<FinalReads, Failure> {
         let phase = Instant::now();
         let schema = self.schema("after the last migration").await?;
         self.note_functions(&schema);
@@ -1073,8 +1277,22 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             moved: &moved,
         };
         let conn = self.conn.as_mut().expect("open");
-        let (mut final_checks, notes) = checks::run_all(conn, &context).await;
-        self.report.notes.extend(notes);
+        let (checks, notes) = checks::run_all(conn, &context).await;
+        Ok(FinalReads {
+            schema,
+            checks,
+            notes,
+            took: phase.elapsed(),
+        })
+    }
+
+    /// The post-migration checks on the final schema ([`Rehearsal::final_reads`], which
+    /// took `took`), with what the steps found: the step failures the final schema no
+    /// longer has, the file that brought in each failure it has.
+    fn final_checks(&mut self, reads: &mut FinalReads) {
+        let phase = Instant::now();
+        self.report.notes.append(&mut reads.notes);
+        let mut final_checks = std::mem::take(&mut reads.checks);
         self.undeclared_tables(&mut final_checks);
         self.undeclared_functions(&mut final_checks);
         self.name_the_step(&mut final_checks);
@@ -1090,8 +1308,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         }
         self.report
             .phases
-            .push(("seed+checks", phase.elapsed() + self.seed_time));
-        Ok(schema)
+            .push(("seed+checks", reads.took + phase.elapsed() + self.seed_time));
     }
 
     /// Tables whose row counts the migrations after the fixture declare they change, in
@@ -1259,13 +1476,12 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
     /// Last, because it adds tenants and rows: the behavioural isolation cases. They
     /// compare every row a tenant sees, so at `--rows` volume they would measure the
     /// comparison, not the migrations; the policies they test do not depend on volume.
-    async fn isolation_cases(&mut self, schema: &Schema) {
+    async fn isolation_cases(&mut self, schema: &Schema) -> Behaviour {
         if self.options.rows > 0 {
-            self.report.notes.push(format!(
+            return Behaviour::NotRun(format!(
                 "isolation cases: not run at --rows {} (they test the policies, not the volume; run without --rows for them)",
                 self.options.rows
             ));
-            return;
         }
         let phase = Instant::now();
         let input = isolation::BehaviourInput {
@@ -1276,13 +1492,23 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         };
         let conn = self.conn.as_mut().expect("open");
         let behaviour = isolation::run_behaviour(conn, &input).await;
-        self.report.isolation_cases = behaviour.cases;
-        self.report.notes.extend(behaviour.notes);
-        self.report.checks.push(CheckOutcome {
-            name: "isolation-behaviour",
-            checked: behaviour.cases,
-            failures: behaviour.failures,
-        });
-        self.report.phases.push(("isolation", phase.elapsed()));
+        Behaviour::Ran(behaviour, phase.elapsed())
+    }
+
+    /// The cases' outcome, notes and time in the report.
+    fn record_behaviour(&mut self, behaviour: Behaviour) {
+        match behaviour {
+            Behaviour::NotRun(note) => self.report.notes.push(note),
+            Behaviour::Ran(behaviour, took) => {
+                self.report.isolation_cases = behaviour.cases;
+                self.report.notes.extend(behaviour.notes);
+                self.report.checks.push(CheckOutcome {
+                    name: "isolation-behaviour",
+                    checked: behaviour.cases,
+                    failures: behaviour.failures,
+                });
+                self.report.phases.push(("isolation", took));
+            }
+        }
     }
 }
