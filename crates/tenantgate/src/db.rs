@@ -156,10 +156,17 @@ impl Conn {
     }
 
     /// Runs one scalar count query (SQL built by the harness from catalog names).
+    ///
+    /// On PostgreSQL this and [`Conn::texts`] send their SQL as a simple query: it is
+    /// built for one use (names, values), and preparing it first would cost a round trip
+    /// more and a place in sqlx's statement cache that nothing reuses.
     pub async fn count(&mut self, sql: &str) -> anyhow::Result<i64> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
         Ok(match self {
-            Conn::Postgres(conn) => sqlx::query_scalar(sql).fetch_one(conn).await?,
+            Conn::Postgres(conn) => {
+                use sqlx::Row;
+                sqlx::raw_sql(sql).fetch_one(conn).await?.try_get(0)?
+            }
             Conn::Sqlite(conn) => sqlx::query_scalar(sql).fetch_one(conn).await?,
         })
     }
@@ -168,8 +175,33 @@ impl Conn {
     pub async fn texts(&mut self, sql: &str) -> anyhow::Result<Vec<String>> {
         let sql = sqlx::AssertSqlSafe(sql.to_string());
         Ok(match self {
-            Conn::Postgres(conn) => sqlx::query_scalar(sql).fetch_all(conn).await?,
+            Conn::Postgres(conn) => {
+                use sqlx::Row;
+                sqlx::raw_sql(sql)
+                    .fetch_all(conn)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get(0))
+                    .collect::<Result<_, _>>()?
+            }
             Conn::Sqlite(conn) => sqlx::query_scalar(sql).fetch_all(conn).await?,
+        })
+    }
+
+    /// The first two columns of every row, as text.
+    pub async fn text_pairs(&mut self, sql: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        Ok(match self {
+            Conn::Postgres(conn) => {
+                use sqlx::Row;
+                sqlx::raw_sql(sql)
+                    .fetch_all(conn)
+                    .await?
+                    .iter()
+                    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+                    .collect::<Result<_, _>>()?
+            }
+            Conn::Sqlite(conn) => sqlx::query_as(sql).fetch_all(conn).await?,
         })
     }
 

@@ -43,32 +43,21 @@ impl Truth {
                 let read = |what: &str, error: anyhow::Error| {
                     Failure::new(format!("read {what} of `{}`: {error:#}", table.name))
                 };
-                let count = conn
-                    .count(&format!(
-                        "SELECT count(*) FROM {} t WHERE {filter}",
-                        quote_table(table.name)
-                    ))
+                // One query a tenant: its rows' keys and, in key order, each row as JSON
+                // (the first is the sample).
+                let key = if table.key.is_empty() {
+                    "''".to_string()
+                } else {
+                    key_text("t", &table.key)
+                };
+                let rows = conn
+                    .text_pairs(&rows_as_json_with(model.backend, table, &filter, &key))
                     .await
                     .map_err(|e| read("the rows", e))?;
-                let mut keys = Vec::new();
-                if !table.key.is_empty() {
-                    keys = conn
-                        .texts(&format!(
-                            "SELECT {} FROM {} t WHERE {filter}",
-                            key_text("t", &table.key),
-                            quote_table(table.name)
-                        ))
-                        .await
-                        .map_err(|e| read("the keys", e))?;
-                    keys.sort();
-                }
-                let sample = conn
-                    .texts(&rows_as_json(model.backend, table, &filter))
-                    .await
-                    .map_err(|e| read("a row", e))?
-                    .into_iter()
-                    .next()
-                    .map(|text| match serde_json::from_str(&text) {
+                let count = rows.len() as i64;
+                let sample = rows
+                    .first()
+                    .map(|(_, text)| match serde_json::from_str(text) {
                         Ok(Value::Object(row)) => Ok(row),
                         _ => Err(Failure::new(format!(
                             "a row of `{}` is not a JSON object: {text}",
@@ -76,6 +65,11 @@ impl Truth {
                         ))),
                     })
                     .transpose()?;
+                let mut keys = Vec::new();
+                if !table.key.is_empty() {
+                    keys = rows.into_iter().map(|(key, _)| key).collect();
+                    keys.sort();
+                }
                 truth
                     .tables
                     .entry(table.name.to_string())
@@ -138,18 +132,33 @@ impl Truth {
 /// `SELECT` each row of `table` (aliased `t`) matching `filter` as a JSON object (text),
 /// in key order.
 pub fn rows_as_json(backend: Backend, table: &TableModel<'_>, filter: &str) -> String {
+    rows_as_json_with(backend, table, filter, "")
+}
+
+/// [`rows_as_json`], each row after `first`, an expression of `t`, when it is not empty.
+fn rows_as_json_with(
+    backend: Backend,
+    table: &TableModel<'_>,
+    filter: &str,
+    first: &str,
+) -> String {
     let order = if table.key.is_empty() {
         String::new()
     } else {
         format!(" ORDER BY {}", key_text("t", &table.key))
     };
+    let first = if first.is_empty() {
+        String::new()
+    } else {
+        format!("{first}, ")
+    };
     match backend {
         Backend::Postgres => format!(
-            "SELECT row_to_json(t)::text FROM {} t WHERE {filter}{order}",
+            "SELECT {first}row_to_json(t)::text FROM {} t WHERE {filter}{order}",
             quote_table(table.name)
         ),
         Backend::Sqlite => format!(
-            "SELECT json_object({}) FROM {} t WHERE {filter}{order}",
+            "SELECT {first}json_object({}) FROM {} t WHERE {filter}{order}",
             table
                 .table
                 .columns
