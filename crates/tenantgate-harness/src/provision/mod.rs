@@ -130,25 +130,30 @@ impl fmt::Display for Provider {
 }
 
 /// Another fresh, empty database on the server `first` is on, for work that runs beside
-/// `first`'s (the two halves of a long history, [`crate::rehearsal`]): on a throwaway
-/// container or cluster the harness is its superuser; on a `--pg-url` server, a second
-/// throwaway database of that server. Dropped by `janitor` before the server goes.
+/// `first`'s (the reversal pass, the two halves of a long history, [`crate::rehearsal`]):
+/// on a throwaway container or cluster the harness is its superuser, and the database
+/// goes with the server; on a `--pg-url` server, a second throwaway database of that
+/// server, dropped by `janitor` before the run ends.
 pub async fn another_postgres_database(
     options: &PgOptions,
     first: &Database,
     janitor: &Janitor,
 ) -> anyhow::Result<String> {
-    let admin_url = match &first.provider {
-        Provider::Server { .. } => options
-            .server_url
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("the server's URL is gone"))?,
-        Provider::Container { .. } | Provider::LocalBinaries { .. } => first.url.clone(),
+    match &first.provider {
+        Provider::Server { .. } => {
+            let admin_url = options
+                .server_url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("the server's URL is gone"))?;
+            Ok(server::create_throwaway_database(&admin_url, janitor)
+                .await?
+                .0)
+        }
+        Provider::Container { .. } | Provider::LocalBinaries { .. } => {
+            server::create_database_on_own_server(&first.url).await
+        }
         Provider::SqliteFile => anyhow::bail!("SQLite has no server to make a second database on"),
-    };
-    Ok(server::create_throwaway_database(&admin_url, janitor)
-        .await?
-        .0)
+    }
 }
 
 /// A fresh, empty database.

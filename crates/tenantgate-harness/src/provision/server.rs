@@ -55,6 +55,39 @@ pub(crate) async fn create_throwaway_database(
     };
     check_privileges(&mut admin, &address).await?;
     sweep_leftover_databases(&mut admin).await;
+    let name = create_database(&mut admin, &address).await?;
+    let _ = admin.close().await;
+    let url = with_database(server_url, &name);
+    janitor.register(Resource::ServerDatabase {
+        admin_url: server_url.to_string(),
+        name: name.clone(),
+        display_url: with_database(&without_password(server_url), &name),
+    });
+    Ok((url, address))
+}
+
+/// Another database on a server the run made for itself (a container, a local cluster),
+/// as its superuser; returns its URL. It goes with the server, which the janitor removes:
+/// it is not dropped on its own.
+pub(crate) async fn create_database_on_own_server(server_url: &str) -> anyhow::Result<String> {
+    let address = redacted_address(server_url);
+    let mut admin =
+        tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(server_url))
+            .await
+            .map_err(|_| anyhow::anyhow!("{address}: no answer within 10 s"))?
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "connect to {address}: {}",
+                    tenantgate::db::error_text(&error)
+                )
+            })?;
+    let name = create_database(&mut admin, &address).await;
+    let _ = admin.close().await;
+    Ok(with_database(server_url, &name?))
+}
+
+/// Creates a uniquely named database through `admin`; returns its name.
+async fn create_database(admin: &mut PgConnection, address: &str) -> anyhow::Result<String> {
     // The clock alone is not enough: two tests of one binary asking in the same tick
     // (a virtual machine's clock can be coarse) got the same name.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -69,17 +102,10 @@ pub(crate) async fn create_throwaway_database(
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
+        .execute(admin)
         .await
         .with_context(|| format!("create a throwaway database on {address}\nfix: the user needs the CREATEDB privilege"))?;
-    let _ = admin.close().await;
-    let url = with_database(server_url, &name);
-    janitor.register(Resource::ServerDatabase {
-        admin_url: server_url.to_string(),
-        name: name.clone(),
-        display_url: with_database(&without_password(server_url), &name),
-    });
-    Ok((url, address))
+    Ok(name)
 }
 
 /// What a rehearsal needs of the `--pg-url` user, said before anything starts: a database
