@@ -115,7 +115,7 @@ pub fn table(reports: &[BackendReport]) -> String {
     ];
     for report in reports {
         let (passed, total) = checks_passed(report);
-        let total_time: Duration = report.phases.iter().map(|(_, d)| *d).sum();
+        let total_time = report.took;
         let mut row = vec![
             report.name(),
             report.provider.clone().unwrap_or_else(|| "-".to_string()),
@@ -292,7 +292,7 @@ pub fn junit(reports: &[BackendReport]) -> String {
     for report in reports {
         let failures = report.checks.iter().filter(|c| !c.passed()).count()
             + usize::from(report.fatal.is_some());
-        let total_time: Duration = report.phases.iter().map(|(_, d)| *d).sum();
+        let total_time = report.took;
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",

@@ -56,7 +56,11 @@ pub struct BackendReport {
     pub migrations_total: usize,
     pub steps: Vec<Step>,
     pub checks: Vec<CheckOutcome>,
+    /// The time of each phase; on PostgreSQL the reversal pass runs beside the others, so
+    /// they add up to more than [`BackendReport::took`].
     pub phases: Vec<(&'static str, Duration)>,
+    /// The rehearsal's wall time, from provisioning to the last case.
+    pub took: Duration,
     /// How many behavioural isolation cases ran.
     pub isolation_cases: usize,
     /// How many intermediate migration steps the static isolation rules ran after.
@@ -98,6 +102,7 @@ impl BackendReport {
             steps: Vec::new(),
             checks: Vec::new(),
             phases: Vec::new(),
+            took: Duration::ZERO,
             isolation_steps_checked: 0,
             isolation_cases: 0,
             fatal: None,
@@ -227,9 +232,11 @@ pub async fn rehearse(
     let config = app.config.clone();
     let file_checks =
         tokio::task::spawn_blocking(move || crate::static_checks::run(&config, backend));
+    let started = Instant::now();
     if let Err(failure) = run(&mut report, app, pg, janitor, options).await {
         report.fatal = Some(failure);
     }
+    report.took = started.elapsed();
     match file_checks.await {
         Ok(file_checks) => {
             report.checks.splice(0..0, file_checks.outcomes);
