@@ -77,7 +77,8 @@ fn write_workspace(dir: &Path, repository: &Path) {
     let main_manifest = std::fs::read_to_string(repository.join("Cargo.toml")).unwrap();
     // The repository's profiles, so that the shared target directory's builds are reused
     // (a test economy, not a step of the guide); the two libraries, members there, keep
-    // their member settings here. For the same reason its xtask asks for the runtime's
+    // their member settings here (`-O0`, which the dependencies' `-O1` would otherwise
+    // give them: compiling them again took 90 s). For the same reason its xtask asks for the runtime's
     // `failpoints` feature, as this repository's does (xtask/Cargo.toml).
     let profiles = &main_manifest[main_manifest.find("[profile.dev]").unwrap()..];
     let files = [
@@ -85,8 +86,8 @@ fn write_workspace(dir: &Path, repository: &Path) {
             "Cargo.toml",
             format!(
                 "[workspace]\nresolver = \"3\"\nmembers = [\"ledger\", \"xtask\"]\n\n{profiles}\n\
-                 [profile.dev.package.tenantgate]\ndebug = \"line-tables-only\"\n\n\
-                 [profile.dev.package.tenantgate-harness]\ndebug = \"line-tables-only\"\n"
+                 [profile.dev.package.tenantgate]\ndebug = \"line-tables-only\"\nopt-level = 0\n\n\
+                 [profile.dev.package.tenantgate-harness]\ndebug = \"line-tables-only\"\nopt-level = 0\n"
             ),
         ),
         (
