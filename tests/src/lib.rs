@@ -143,6 +143,16 @@ pub fn assert_fails_with(report: &BackendReport, check: &str, needles: &[&str]) 
     );
 }
 
+/// Asserts that a note of `report` contains `needle`.
+pub fn assert_notes(report: &BackendReport, needle: &str) {
+    assert!(
+        report.notes.iter().any(|n| n.contains(needle)),
+        "{}: expected a note containing {needle:?}, got {:#?}",
+        report.backend,
+        report.notes
+    );
+}
+
 /// A copy of `migrations/` (both folders, the snapshots and the configuration) and of the
 /// fixture, laid out as in the repository, in a temporary folder.
 pub struct Scratch {

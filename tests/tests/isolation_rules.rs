@@ -7,7 +7,7 @@ use tenantgate_tests::scenarios::{
     COMPOSITE_FK, ORDERS_POLICY, PLAIN_FK, add_loyalty_cards, disable_rls, enable_rls,
     loyalty_cards,
 };
-use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse};
+use tenantgate_tests::{Scratch, assert_fails_with, assert_notes, failures, rehearse};
 
 /// The rule failures of a report, as "rule: message" lines, for exact comparisons.
 fn rules_failed(report: &BackendReport) -> Vec<&'static str> {
@@ -300,14 +300,7 @@ async fn a_gap_opened_by_one_migration_and_closed_by_the_next_is_caught() {
     );
     // The steps were checked on the second database, beside the final checks on the
     // first: the gap was carried over to them.
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("rehearsed on a second database of the server")),
-        "{:#?}",
-        report.notes
-    );
+    assert_notes(report, "rehearsed on a second database of the server");
 }
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 use tenantgate::Backend;
 use tenantgate_harness::rehearsal::{BackendReport, Options};
 use tenantgate_tests::{
-    Scratch, assert_fails_with, failures, own_server, rehearse, rehearse_app_on, rehearse_with,
-    scratch_app,
+    Scratch, assert_fails_with, assert_notes, failures, own_server, rehearse, rehearse_app_on,
+    rehearse_with, scratch_app,
 };
 
 /// Adds migration 0008 to both backends.
@@ -564,14 +564,7 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
     let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
         .await
         .remove(0);
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("rehearsed in two halves at once")),
-        "{:#?}",
-        report.notes
-    );
+    assert_notes(&report, "rehearsed in two halves at once");
     let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
     assert_eq!(versions, (1..=52).collect::<Vec<i64>>());
     let outcome = report
@@ -674,14 +667,7 @@ async fn a_migration_that_creates_a_missing_role_runs_on_one_database_at_a_time(
     )
     .await
     .remove(0);
-    assert!(
-        report
-            .notes
-            .iter()
-            .any(|n| n.contains("rehearsed on a second database of the server")),
-        "{:#?}",
-        report.notes
-    );
+    assert_notes(&report, "rehearsed on a second database of the server");
     assert!(report.fatal.is_none(), "{:#?}", failures(&report));
     assert_eq!(report.steps.len(), 8);
 }

@@ -165,7 +165,9 @@ impl Conn {
         Ok(match self {
             Conn::Postgres(conn) => {
                 use sqlx::Row;
-                sqlx::raw_sql(sql).fetch_one(conn).await?.try_get(0)?
+                let rows = simple_query(conn, sql).await?;
+                let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+                row.try_get(0)?
             }
             Conn::Sqlite(conn) => sqlx::query_scalar(sql).fetch_one(conn).await?,
         })
@@ -177,10 +179,8 @@ impl Conn {
         Ok(match self {
             Conn::Postgres(conn) => {
                 use sqlx::Row;
-                sqlx::raw_sql(sql)
-                    .fetch_all(conn)
-                    .await?
-                    .iter()
+                let rows = simple_query(conn, sql).await?;
+                rows.iter()
                     .map(|row| row.try_get(0))
                     .collect::<Result<_, _>>()?
             }
@@ -194,10 +194,8 @@ impl Conn {
         Ok(match self {
             Conn::Postgres(conn) => {
                 use sqlx::Row;
-                sqlx::raw_sql(sql)
-                    .fetch_all(conn)
-                    .await?
-                    .iter()
+                let rows = simple_query(conn, sql).await?;
+                rows.iter()
                     .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
                     .collect::<Result<_, _>>()?
             }
@@ -932,6 +930,14 @@ pub fn literal(text: &str) -> String {
 /// A double-quoted SQL identifier.
 pub fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// The rows of a statement built for one use, sent as a simple query ([`Conn::count`]).
+async fn simple_query(
+    conn: &mut PgConnection,
+    sql: sqlx::AssertSqlSafe<String>,
+) -> Result<Vec<sqlx::postgres::PgRow>, sqlx::Error> {
+    sqlx::raw_sql(sql).fetch_all(conn).await
 }
 
 /// A table name as [`Conn::tables`] gives it, quoted: `orders` → `"orders"`,
