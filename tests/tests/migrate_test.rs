@@ -303,3 +303,52 @@ async fn a_foreign_key_left_pointing_at_a_dropped_table_is_named_with_the_step()
         ],
     );
 }
+
+/// A tenant index built while a transaction older than it ran elsewhere on the server (a
+/// HOT chain found broken, `pg_index.indcheckxmin`) is left out of every plan until that
+/// transaction ends: the query-plan check waits for it instead of reporting the index
+/// missing. Here a transaction in another database of the server holds an xid through
+/// the tenancy migrations and ends seconds later, while the check runs.
+#[tokio::test]
+async fn a_tenant_index_held_back_by_an_older_transaction_is_waited_for() {
+    use sqlx::Connection;
+    use tenantgate_harness::provision::{self, Janitor, PgOptions, PgProviderChoice};
+    let server_janitor = Janitor::new();
+    // A server of its own: the open transaction holds back every database on it.
+    let server = provision::postgres(&tenantgate_tests::own_server(), &server_janitor)
+        .await
+        .unwrap();
+    let mut blocker = sqlx::PgConnection::connect(&server.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT txid_current();")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut blocker).await.unwrap();
+        blocker.close().await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let options = PgOptions {
+        choice: PgProviderChoice::Url,
+        server_url: Some(server.url.clone()),
+        ..PgOptions::from_env()
+    };
+    let report = tenantgate_tests::rehearse_app_on(
+        &demo_app(),
+        &[Backend::Postgres],
+        Options::default(),
+        &options,
+    )
+    .await
+    .remove(0);
+    held.await.unwrap();
+    assert!(report.passed(), "{:#?}", failures(&report));
+    // The check did meet a held-back index, and waited for the transaction to end.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(8),
+        "the rehearsal ended in {:?}, before the transaction did",
+        started.elapsed()
+    );
+    server_janitor.finish(false).await;
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tenantgate::checks::{CheckOutcome, Failure};
 use tenantgate::config::Config;
-use tenantgate::db::{Conn, Scope, quote, quote_table};
+use tenantgate::db::{Conn, Scope, literal, quote, quote_table};
 use tenantgate::rules::{RoleFacts, RuleInput, static_rules, tenants_key, tenants_key_type};
 use tenantgate::schema::Schema;
 use tenantgate::{Backend, TenantValue};
@@ -338,10 +338,7 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
             quote(column)
         );
         let plan = match conn {
-            Conn::Postgres(_) => conn
-                .texts(&format!("EXPLAIN {query}"))
-                .await
-                .map(|lines| lines.join("\n")),
+            Conn::Postgres(_) => postgres_plan(conn, &query, table, column).await,
             Conn::Sqlite(c) => sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(
                 format!("EXPLAIN QUERY PLAN {query}"),
             ))
@@ -378,6 +375,43 @@ async fn tenant_query_plan(conn: &mut Conn, cx: &Context<'_>) -> CheckOutcome {
         let _ = conn.execute("RESET enable_seqscan").await;
     }
     outcome
+}
+
+/// How long a tenant index that older transactions keep from the planner is waited for.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// PostgreSQL's plan of `query` (on `table`, filtered by `column`). An index built while a
+/// transaction older than it ran anywhere on the server — a HOT chain it found broken,
+/// `pg_index.indcheckxmin` — is left out of every plan until those transactions end: a
+/// second rehearsal database applying a migration, another run on a shared server. Such an
+/// index leading with the column is waited for, not reported missing.
+async fn postgres_plan(
+    conn: &mut Conn,
+    query: &str,
+    table: &str,
+    column: &str,
+) -> anyhow::Result<String> {
+    let explain = format!("EXPLAIN {query}");
+    let waiting = format!(
+        "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = {}::regclass AND i.indcheckxmin AND i.indisvalid AND a.attname = {}",
+        literal(&quote_table(table)),
+        literal(column)
+    );
+    let deadline = std::time::Instant::now() + INDEX_WAIT;
+    loop {
+        let plan = conn.texts(&explain).await?.join("\n");
+        if plan.contains("Index") || conn.count(&waiting).await? == 0 {
+            return Ok(plan);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(format!(
+                "{plan}\n(an index leading with `{column}` exists, but transactions older than it still ran on the server after {} s, and the planner leaves it out until they end)",
+                INDEX_WAIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A row of `PRAGMA foreign_key_check`: table, rowid, parent, foreign key id.
