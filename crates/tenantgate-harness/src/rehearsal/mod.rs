@@ -903,18 +903,15 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         let started = Instant::now();
         let (main, reversed) = tokio::join!(
             async {
-                let result = async {
-                    self.apply_range(&migrations, migrations.len()).await?;
-                    let migrate = started.elapsed().saturating_sub(self.seed_time);
-                    self.applied = None;
-                    self.reconnect_for_checks().await?;
-                    let reads = self.final_reads().await?;
-                    let behaviour = self.isolation_cases(&reads.schema).await;
-                    Ok::<_, Failure>((migrate, reads, behaviour))
-                }
-                .await;
+                let applied = self.apply_range(&migrations, migrations.len()).await;
+                // Done or stopped: the rehearsing database no longer waits for this one.
                 self.applied = None;
-                result
+                applied?;
+                let migrate = started.elapsed().saturating_sub(self.seed_time);
+                self.reconnect_for_checks().await?;
+                let reads = self.final_reads().await?;
+                let behaviour = self.isolation_cases(&reads.schema).await;
+                Ok::<_, Failure>((migrate, reads, behaviour))
             },
             async {
                 let result = reversal.apply_range(&migrations, 0).await;
@@ -936,7 +933,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             self.close_failed_pass();
             return Err(fatal);
         }
-        let (migrate, reads, behaviour) = match main {
+        let (migrate, mut reads, behaviour) = match main {
             Ok(main) => main,
             Err(fatal) => {
                 self.close_pass();
@@ -948,7 +945,6 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         self.report.notes.push(
             "reversibility: rehearsed on a second database of the server, beside the final checks and the cases on the first".to_string(),
         );
-        let mut reads = reads;
         self.final_checks(&mut reads);
         self.snapshot(&reads.schema);
         self.record_behaviour(behaviour);
