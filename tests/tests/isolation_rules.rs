@@ -3,11 +3,14 @@
 
 use tenantgate::Backend;
 use tenantgate_harness::rehearsal::BackendReport;
+use tenantgate_harness::rehearsal::Options;
 use tenantgate_tests::scenarios::{
     COMPOSITE_FK, ORDERS_POLICY, PLAIN_FK, add_loyalty_cards, disable_rls, enable_rls,
     loyalty_cards,
 };
-use tenantgate_tests::{Scratch, assert_fails_with, assert_notes, failures, rehearse};
+use tenantgate_tests::{
+    Scratch, assert_fails_with, assert_notes, failures, rehearse, rehearse_with,
+};
 
 /// The rule failures of a report, as "rule: message" lines, for exact comparisons.
 fn rules_failed(report: &BackendReport) -> Vec<&'static str> {
@@ -118,6 +121,62 @@ async fn a_global_unique_index_fails_on_both_backends() {
                 "UNIQUE (tenant_id, email)",
             ],
         );
+    }
+}
+
+/// Without the reversibility pass the steps are still checked, each on the schema as that
+/// step left it (read again only where it changed): a global unique index that one
+/// migration adds and the next drops is caught at the first, on both backends.
+#[tokio::test]
+async fn a_step_gap_is_caught_without_the_reversibility_pass() {
+    let scratch = Scratch::new().unwrap();
+    for backend in Backend::ALL {
+        scratch
+            .add_migration(
+                backend,
+                "0008",
+                "unique_customer_email",
+                "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n",
+                "DROP INDEX customers_email_everywhere;\n",
+            )
+            .unwrap();
+        scratch
+            .add_migration(
+                backend,
+                "0009",
+                "drop_unique_customer_email",
+                "DROP INDEX customers_email_everywhere;\n",
+                "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n",
+            )
+            .unwrap();
+    }
+    let options = Options {
+        reversibility: false,
+        ..Options::default()
+    };
+    for report in rehearse_with(&scratch.config().unwrap(), &Backend::ALL, options).await {
+        let up = format!("{}/0008_unique_customer_email.up.sql", report.backend);
+        assert_fails_with(
+            &report,
+            "isolation-steps",
+            &[
+                &format!("{up}, tenant-unique"),
+                "`customers_email_everywhere`",
+                "deployed between",
+            ],
+        );
+        // The final schema has no such index (the linter still names both files), and
+        // the step after it is clean.
+        let failed = rules_failed(&report);
+        assert!(
+            failed.contains(&"isolation-steps") && !failed.contains(&"tenant-unique"),
+            "{}: {:#?}",
+            report.backend,
+            failures(&report)
+        );
+        let steps = report.check("isolation-steps").unwrap();
+        assert_eq!(steps.failures.len(), 1, "{:#?}", steps.failures);
+        assert_notes(&report, "reversibility: not checked (--no-reversibility)");
     }
 }
 
