@@ -135,6 +135,45 @@ async fn a_read_of_what_changed_is_the_whole_read_after_every_statement() -> any
     .await
 }
 
+/// A read sets its own planner settings (no sequential scans, generic plans, no JIT, …)
+/// and gives the session back its values afterwards: the migrations applied between two
+/// reads run as the app's would. Both with a few schemas and with many (whose read keeps
+/// the session's sequential scans and plan cache mode).
+#[tokio::test]
+async fn a_read_gives_the_session_back_its_planner_settings() -> anyhow::Result<()> {
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let mut conn = Conn::connect(Backend::Postgres, &database.url).await?;
+        let settings = "SELECT current_setting('enable_seqscan') || ' ' || current_setting('plan_cache_mode') || ' ' || current_setting('work_mem') || ' ' || current_setting('jit') || ' ' || current_setting('max_parallel_workers_per_gather')";
+        let outcome = async {
+            conn.execute(
+                "SET enable_seqscan = on; SET plan_cache_mode = force_custom_plan; SET work_mem = '3MB'; SET jit = on; SET max_parallel_workers_per_gather = 3; CREATE TABLE t (id int PRIMARY KEY)",
+            )
+            .await?;
+            let before = conn.texts(settings).await?;
+            assert_eq!(before, ["on force_custom_plan 3MB on 3"]);
+            let (model, marks) = Schema::read_changed(&mut conn, "_sqlx_migrations", None).await?;
+            assert!(model.tables.contains_key("t"), "{:?}", model.tables.keys());
+            assert_eq!(conn.texts(settings).await?, before, "after a whole read");
+            conn.execute("ALTER TABLE t ADD COLUMN note text").await?;
+            Schema::read_changed(&mut conn, "_sqlx_migrations", Some((&model, &marks))).await?;
+            assert_eq!(conn.texts(settings).await?, before, "after a read of what changed");
+            // Many schemas: a read of every one of them.
+            for index in 0..10 {
+                conn.execute(&format!("CREATE SCHEMA s{index}; CREATE TABLE s{index}.t (id int)"))
+                    .await?;
+            }
+            let model = Schema::read(&mut conn, "_sqlx_migrations", &Scope::Database).await?;
+            assert!(model.tables.contains_key("s9.t"), "{:?}", model.tables.keys());
+            assert_eq!(conn.texts(settings).await?, before, "after a read of many schemas");
+            anyhow::Ok(())
+        }
+        .await;
+        conn.close().await;
+        outcome
+    })
+    .await
+}
+
 /// SQLite's statements whose effect reaches past the table they name: a rename rewrites
 /// the foreign keys of the tables that reference it; a rebuild drops and renames.
 const SQLITE_STEPS: &[(&str, bool)] = &[

@@ -251,10 +251,13 @@ type ConstraintRow = (
     Option<String>,
 );
 
-const USER_SCHEMAS: &str = "
-SELECT n.nspname::text FROM pg_namespace n
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
-ORDER BY 1";
+/// The current schema and every user schema, in one round trip (a rehearsal reads the
+/// schema twice per migration).
+const CURRENT_AND_USER_SCHEMAS: &str = "
+SELECT current_schema()::text, ARRAY(
+  SELECT n.nspname::text FROM pg_namespace n
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
+  ORDER BY 1)";
 
 /// Reads the schemas of `scope` as one model: the current schema's tables named bare,
 /// the others' qualified (`basejump.accounts`).
@@ -273,19 +276,19 @@ async fn scope_names(
     conn: &mut PgConnection,
     scope: &Scope,
 ) -> anyhow::Result<(String, Vec<String>)> {
+    if *scope == Scope::Database {
+        return Ok(sqlx::query_as(CURRENT_AND_USER_SCHEMAS)
+            .fetch_one(&mut *conn)
+            .await?);
+    }
     let current: String = sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(&mut *conn)
         .await?;
     let names: Vec<String> = match scope {
-        Scope::CurrentSchema => vec![current.clone()],
         Scope::CurrentAnd(others) => std::iter::once(current.clone())
             .chain(others.iter().cloned())
             .collect(),
-        Scope::Database => {
-            sqlx::query_scalar(USER_SCHEMAS)
-                .fetch_all(&mut *conn)
-                .await?
-        }
+        _ => vec![current.clone()],
     };
     Ok((current, names))
 }
@@ -371,8 +374,8 @@ pub struct Marks {
     relations: BTreeMap<u32, (String, bool, String)>,
 }
 
-/// Every relation of the user schemas ([`USER_SCHEMAS`]) with the mark of its catalog
-/// rows, and the context (the same in every row). See [`Marks`]. Without parameters, so
+/// Every relation of the user schemas ([`CURRENT_AND_USER_SCHEMAS`]) with the mark of its
+/// catalog rows, and the context (the same in every row). See [`Marks`]. Without parameters, so
 /// that it is planned once per connection (with the schemas as a parameter, every
 /// execution was planned anew: 1.5 ms).
 const MARKS: &str = "
@@ -545,27 +548,23 @@ async fn read_schemas(
     strip: bool,
     only: Option<&[Oid]>,
 ) -> anyhow::Result<BTreeMap<String, Schema>> {
-    let saved: Vec<String> = sqlx::query_scalar(
-        "SELECT current_setting(name) FROM unnest($1::text[]) WITH ORDINALITY s(name, i) ORDER BY i",
-    )
-    .bind(PLANNER_SETTINGS.map(|(name, _)| name))
-    .fetch_all(&mut *conn)
-    .await?;
     // A read of many schemas at once scans the catalogs faster than it walks their
-    // indexes schema by schema (250 index walks of pg_class took 1.3 s, one scan 30 ms).
+    // indexes schema by schema (250 index walks of pg_class took 1.3 s, one scan 30 ms):
+    // those two settings keep the session's values (NULL: unchanged).
     let many = schemas.len() > FEW_SCHEMAS;
-    let wanted = PLANNER_SETTINGS
+    let wanted: Vec<Option<&str>> = PLANNER_SETTINGS
         .iter()
-        .zip(&saved)
-        .map(|((name, value), saved)| {
-            if many && (*name == "enable_seqscan" || *name == "plan_cache_mode") {
-                saved.clone()
-            } else {
-                value.to_string()
-            }
+        .map(|(name, value)| {
+            let kept = many && (*name == "enable_seqscan" || *name == "plan_cache_mode");
+            (!kept).then_some(*value)
         })
         .collect();
-    set_planner(conn, wanted).await?;
+    // The session's values are read and the read's set in one round trip.
+    let saved: Vec<String> = sqlx::query_scalar(SAVE_AND_SET_PLANNER)
+        .bind(PLANNER_SETTINGS.map(|(name, _)| name))
+        .bind(wanted)
+        .fetch_all(&mut *conn)
+        .await?;
     let read = read_schemas_as_set(conn, schemas, migrations_table, strip, only).await;
     let restored = set_planner(conn, saved).await;
     let read = read?;
@@ -599,6 +598,15 @@ const PLANNER_SETTINGS: [(&str, &str); 5] = [
     // constraints spilled 5 MB at the default 4 MB).
     ("work_mem", "64MB"),
 ];
+
+/// The session's values of `$1` (in order), each setting set to its value in `$2` (NULL:
+/// kept) once its value was read.
+const SAVE_AND_SET_PLANNER: &str = "
+WITH s AS MATERIALIZED (
+  SELECT name, wanted, i, current_setting(name) AS was
+  FROM unnest($1::text[], $2::text[]) WITH ORDINALITY s(name, wanted, i)
+)
+SELECT was FROM s, LATERAL set_config(name, coalesce(wanted, was), false) ORDER BY i";
 
 async fn set_planner(conn: &mut PgConnection, values: Vec<String>) -> anyhow::Result<()> {
     sqlx::query(
