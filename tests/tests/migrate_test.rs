@@ -312,7 +312,7 @@ async fn a_foreign_key_left_pointing_at_a_dropped_table_is_named_with_the_step()
 #[tokio::test]
 async fn a_tenant_index_held_back_by_an_older_transaction_is_waited_for() {
     use sqlx::Connection;
-    use tenantgate_harness::provision::{self, Janitor, PgOptions, PgProviderChoice};
+    use tenantgate_harness::provision::{self, Janitor, PgOptions};
     let server_janitor = Janitor::new();
     // A server of its own: the open transaction holds back every database on it.
     let server = provision::postgres(&tenantgate_tests::own_server(), &server_janitor)
@@ -329,11 +329,7 @@ async fn a_tenant_index_held_back_by_an_older_transaction_is_waited_for() {
         blocker.close().await.unwrap();
     });
     let started = std::time::Instant::now();
-    let options = PgOptions {
-        choice: PgProviderChoice::Url,
-        server_url: Some(server.url.clone()),
-        ..PgOptions::from_env()
-    };
+    let options = PgOptions::on_server(&server.url);
     let report = tenantgate_tests::rehearse_app_on(
         &demo_app(),
         &[Backend::Postgres],

@@ -63,11 +63,7 @@ async fn a_throwaway_database_on_an_existing_server_is_dropped_afterwards() {
         .unwrap();
 
     let janitor = Janitor::new();
-    let options = PgOptions {
-        choice: PgProviderChoice::Url,
-        server_url: Some(server.url.clone()),
-        ..PgOptions::from_env()
-    };
+    let options = PgOptions::on_server(&server.url);
     let database = provision::postgres(&options, &janitor).await.unwrap();
     assert!(database.provider.to_string().starts_with("server ("));
     assert!(
@@ -110,11 +106,7 @@ async fn the_leftover_sweep_leaves_other_machines_databases_alone() {
             .unwrap();
     }
     let janitor = Janitor::new();
-    let options = PgOptions {
-        choice: PgProviderChoice::Url,
-        server_url: Some(server.url.clone()),
-        ..PgOptions::from_env()
-    };
+    let options = PgOptions::on_server(&server.url);
     provision::postgres(&options, &janitor).await.unwrap();
     assert!(janitor.finish(false).await.is_empty());
     let left: Vec<String> =
@@ -136,11 +128,7 @@ async fn the_leftover_sweep_leaves_other_machines_databases_alone() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_error_without_the_password() {
     let janitor = Janitor::new();
-    let options = PgOptions {
-        choice: PgProviderChoice::Url,
-        server_url: Some("postgres://app:hunter2secret@127.0.0.1:1/shop".to_string()),
-        ..PgOptions::from_env()
-    };
+    let options = PgOptions::on_server("postgres://app:hunter2secret@127.0.0.1:1/shop");
     let error = format!(
         "{:#}",
         provision::postgres(&options, &janitor).await.unwrap_err()

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use sqlx::{Connection, PgConnection};
 use tenantgate::Backend;
 use tenantgate::live::{Outcome, Source, Target};
-use tenantgate_harness::provision::{self, Janitor, PgOptions, PgProviderChoice};
+use tenantgate_harness::provision::{self, Janitor, PgOptions};
 use tenantgate_tests::live::{options, prepare};
 use tenantgate_tests::{Scratch, assert_fails_with, example_dir, failures, rehearse};
 
@@ -144,11 +144,7 @@ async fn a_createdb_only_server_user_is_told_what_it_lacks_before_anything_runs(
     let (_, host) = server.url.split_once('@').expect("a url with a user");
     let url = format!("postgres://ci_user:ci-secret-pw@{host}");
     let janitor = Janitor::new();
-    let options = PgOptions {
-        choice: PgProviderChoice::Url,
-        server_url: Some(url.clone()),
-        ..PgOptions::from_env()
-    };
+    let options = PgOptions::on_server(&url);
     let error = provision::postgres(&options, &janitor)
         .await
         .map(|_| ())

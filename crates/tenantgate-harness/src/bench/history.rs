@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use super::{Context, Measurement, Results, Section, Stats};
-use crate::provision::{Janitor, PgOptions, PgProviderChoice};
+use crate::provision::{Janitor, PgOptions};
 use crate::rehearsal::{self, Options};
 use tenantgate::{Backend, Config};
 
@@ -65,9 +65,8 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
     for backend in app.config.backends() {
         let janitor = Janitor::new();
         let pg = PgOptions {
-            choice: PgProviderChoice::Url,
             image: context.image.clone(),
-            server_url: Some(context.server.admin_url.clone()),
+            ..PgOptions::on_server(&context.server.admin_url)
         };
         let report = rehearsal::rehearse(backend, &app, &pg, &janitor, Options::default()).await;
         let leftovers = janitor.finish(false).await;

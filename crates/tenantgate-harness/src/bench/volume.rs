@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 
 use super::{Context, Results};
-use crate::provision::{Janitor, PgOptions, PgProviderChoice};
+use crate::provision::{Janitor, PgOptions};
 use crate::rehearsal::{self, Options, Progress};
 use tenantgate::Backend;
 
@@ -116,9 +116,8 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
 async fn rehearse(context: &Context<'_>, backend: Backend, rows: u64) -> anyhow::Result<VolumeRun> {
     let janitor = Janitor::new();
     let pg = PgOptions {
-        choice: PgProviderChoice::Url,
         image: context.image.clone(),
-        server_url: Some(context.server.admin_url.clone()),
+        ..PgOptions::on_server(&context.server.admin_url)
     };
     let options = Options {
         progress: Progress::Quiet,

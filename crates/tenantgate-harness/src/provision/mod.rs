@@ -70,6 +70,16 @@ impl PgOptions {
         pg
     }
 
+    /// A throwaway database on the server at `url` (the `url` provider); the image is the
+    /// environment's.
+    pub fn on_server(url: &str) -> PgOptions {
+        PgOptions {
+            choice: PgProviderChoice::Url,
+            server_url: Some(url.to_string()),
+            ..PgOptions::from_env()
+        }
+    }
+
     /// TENANTGATE_PG_PROVIDER (auto, container, url, local), TENANTGATE_PG_IMAGE and
     /// TENANTGATE_PG_URL.
     pub fn from_env() -> PgOptions {
