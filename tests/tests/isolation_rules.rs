@@ -96,20 +96,27 @@ async fn enabled_but_not_forced_row_level_security_fails() {
     );
 }
 
+/// A unique index on `customers (email)` without the tenant column, as migration `version`
+/// on both backends: made by the up (or, with `drop`, by the down).
+fn unique_customer_email(scratch: &Scratch, version: &str, drop: bool) {
+    let create = "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n";
+    let remove = "DROP INDEX customers_email_everywhere;\n";
+    let (name, up, down) = if drop {
+        ("drop_unique_customer_email", remove, create)
+    } else {
+        ("unique_customer_email", create, remove)
+    };
+    for backend in Backend::ALL {
+        scratch
+            .add_migration(backend, version, name, up, down)
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_global_unique_index_fails_on_both_backends() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "unique_customer_email",
-                "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n",
-                "DROP INDEX customers_email_everywhere;\n",
-            )
-            .unwrap();
-    }
+    unique_customer_email(&scratch, "0008", false);
     for report in rehearse(&scratch.config().unwrap(), &Backend::ALL).await {
         assert_fails_with(
             &report,
@@ -130,26 +137,8 @@ async fn a_global_unique_index_fails_on_both_backends() {
 #[tokio::test]
 async fn a_step_gap_is_caught_without_the_reversibility_pass() {
     let scratch = Scratch::new().unwrap();
-    for backend in Backend::ALL {
-        scratch
-            .add_migration(
-                backend,
-                "0008",
-                "unique_customer_email",
-                "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n",
-                "DROP INDEX customers_email_everywhere;\n",
-            )
-            .unwrap();
-        scratch
-            .add_migration(
-                backend,
-                "0009",
-                "drop_unique_customer_email",
-                "DROP INDEX customers_email_everywhere;\n",
-                "CREATE UNIQUE INDEX customers_email_everywhere ON customers (email);\n",
-            )
-            .unwrap();
-    }
+    unique_customer_email(&scratch, "0008", false);
+    unique_customer_email(&scratch, "0009", true);
     let options = Options {
         reversibility: false,
         ..Options::default()
