@@ -375,9 +375,9 @@ pub struct Marks {
 }
 
 /// Every relation of the user schemas ([`CURRENT_AND_USER_SCHEMAS`]) with the mark of its
-/// catalog rows, and the context (the same in every row). See [`Marks`]. Without parameters, so
-/// that it is planned once per connection (with the schemas as a parameter, every
-/// execution was planned anew: 1.5 ms).
+/// catalog rows, and the context (the same in every row). See [`Marks`]. Without
+/// parameters, so that it is planned once per connection (with the schemas as a
+/// parameter, every execution was planned anew: 1.5 ms).
 const MARKS: &str = "
 WITH spaces AS MATERIALIZED (
   SELECT s.oid, s.nspname FROM pg_namespace s
