@@ -281,6 +281,34 @@ async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow:
     .await
 }
 
+/// The canaries go in as a prefix of a text column, or as a suffix where a CHECK refuses
+/// the prefix: a station's name must start with a capital letter, so its canary goes at
+/// the end, and every other table keeps its own (the canaries of all tables go in at
+/// once; one refused must not cost the others theirs).
+#[tokio::test]
+async fn a_canary_a_check_refuses_as_a_prefix_goes_in_as_a_suffix() {
+    let report = with_0008(
+        "ALTER TABLE stations ADD CONSTRAINT stations_name_capitalised CHECK (name ~ '^[A-Z]');\n",
+        "",
+    )
+    .await;
+    let canaries = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("canary cases:"))
+        .unwrap_or_else(|| panic!("{:#?}", report.notes));
+    assert!(
+        canaries.contains("canaries in 9 of 12 tenant-owned tables")
+            && !canaries.contains("`stations`"),
+        "{canaries}"
+    );
+    assert!(
+        rule_failures(&report, "isolation-behaviour").is_empty(),
+        "{:#?}",
+        failures(&report)
+    );
+}
+
 /// A SECURITY DEFINER function declared with a reason passes the static rule, so only
 /// what it returns can judge it: the canaries of the other tenants in its output fail the
 /// run naming it; the same function filtering by the current tenant passes.
