@@ -283,8 +283,7 @@ async fn app_verify_reports_objects_made_by_hand_on_a_live_database() -> anyhow:
 
 /// The canaries go in as a prefix of a text column, or as a suffix where a CHECK refuses
 /// the prefix: a station's name must start with a capital letter, so its canary goes at
-/// the end, and every other table keeps its own (the canaries of all tables go in at
-/// once; one refused must not cost the others theirs).
+/// the end, and every other table keeps its own.
 #[tokio::test]
 async fn a_canary_a_check_refuses_as_a_prefix_goes_in_as_a_suffix() {
     let report = with_0008(
