@@ -162,5 +162,30 @@ async fn a_missing_image_says_how_to_build_one() {
     let no_image =
         error.contains("tenantgate/no-such-image:0") && error.contains("cargo xtask pg-image");
     assert!(no_engine || no_image, "{error}");
+    // An image of a named major: how to build it, or why it cannot be built here.
+    for (image, fix) in [
+        (
+            "tenantgate/no-such-image:17",
+            "`cargo xtask pg-image --version 17`",
+        ),
+        (
+            "tenantgate/no-such-image:16",
+            "no Debian suite packages PostgreSQL 16",
+        ),
+    ] {
+        let options = PgOptions {
+            image: image.to_string(),
+            ..options.clone()
+        };
+        let error = format!(
+            "{:#}",
+            provision::postgres(&options, &janitor).await.unwrap_err()
+        );
+        let no_engine = error.contains("no Docker engine answers");
+        assert!(
+            no_engine || (error.contains(image) && error.contains(fix)),
+            "{error}"
+        );
+    }
     assert!(janitor.finish(false).await.is_empty());
 }

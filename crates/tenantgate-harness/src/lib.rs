@@ -116,8 +116,85 @@ pub mod pg_image {
     /// Tag of the image built from Debian packages.
     pub const DEFAULT_TAG: &str = "tenantgate/postgres:15";
 
+    /// The Debian suite that packages each PostgreSQL major `cargo xtask pg-image` builds.
+    pub const SUITES: [(u32, &str); 3] = [(15, "bookworm"), (17, "trixie"), (18, "forky")];
+
     /// The tag `cargo xtask pg-image --version <major>` builds.
     pub fn tag_of(major: u32) -> String {
         format!("tenantgate/postgres:{major}")
+    }
+
+    /// The image a run on PostgreSQL `major` starts: the one `cargo xtask pg-image` built
+    /// when this machine has it, else the official `postgres:<major>` (pulled where a
+    /// registry is reachable; 16, which no Debian suite packages, comes only from there).
+    pub fn image_for(major: u32) -> String {
+        let ours = tag_of(major);
+        if crate::provision::image_exists(&ours) {
+            ours
+        } else {
+            format!("postgres:{major}")
+        }
+    }
+
+    /// How to get an image of PostgreSQL `major` onto a machine that has none, for an
+    /// error's fix.
+    pub fn how_to_get(major: u32) -> String {
+        if SUITES.iter().any(|(m, _)| *m == major) {
+            format!(
+                "build PostgreSQL {major} from Debian packages with `cargo xtask pg-image --version {major}`: --pg-versions then uses {tag}; without it, pass --pg-image {tag} (or set TENANTGATE_PG_IMAGE)",
+                tag = tag_of(major)
+            )
+        } else {
+            format!(
+                "no Debian suite packages PostgreSQL {major}, so `cargo xtask pg-image` cannot build it: run where a registry serves the official postgres:{major}, or on a PostgreSQL {major} server with --pg-url (without --pg-versions)"
+            )
+        }
+    }
+
+    /// The PostgreSQL major an image's tag names (`postgres:16`, `tenantgate/postgres:18`,
+    /// `postgres:17-alpine`), if it names one.
+    pub fn major_of(image: &str) -> Option<u32> {
+        let (_, tag) = image.rsplit_once(':')?;
+        let digits: String = tag.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .ok()
+            .filter(|major| (10..100).contains(major))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_image_tag_names_its_major() {
+            assert_eq!(major_of("postgres:16"), Some(16));
+            assert_eq!(major_of("tenantgate/postgres:18"), Some(18));
+            assert_eq!(major_of("postgres:17-alpine"), Some(17));
+            assert_eq!(major_of("registry:5000/postgres:15.4"), Some(15));
+            assert_eq!(major_of("registry:5000/postgres"), None);
+            assert_eq!(major_of("postgres:latest"), None);
+            assert_eq!(major_of("postgres"), None);
+            assert_eq!(major_of("tenantgate/no-such-image:0"), None);
+        }
+
+        #[test]
+        fn the_way_to_an_image_depends_on_whether_debian_packages_the_major() {
+            for (major, _) in SUITES {
+                let how = how_to_get(major);
+                assert!(
+                    how.contains(&format!("cargo xtask pg-image --version {major}"))
+                        && how.contains(&tag_of(major)),
+                    "{how}"
+                );
+            }
+            let how = how_to_get(16);
+            assert!(
+                how.contains("no Debian suite packages PostgreSQL 16")
+                    && how.contains("official postgres:16")
+                    && !how.contains("--version 16"),
+                "{how}"
+            );
+        }
     }
 }

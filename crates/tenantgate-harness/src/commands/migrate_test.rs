@@ -52,8 +52,9 @@ pub(crate) struct MigrateTest {
     #[arg(long, value_parser = tenantgate::config::parse_duration)]
     statement_timeout: Option<std::time::Duration>,
     /// Rehearse PostgreSQL on each of these majors, one after the other, each against the
-    /// same snapshot (e.g. 15,17,18): containers of `tenantgate/postgres:<major>`, built
-    /// by `cargo xtask pg-image --version <major>`.
+    /// same snapshot (e.g. 15,17,18): containers of `tenantgate/postgres:<major>` where
+    /// `cargo xtask pg-image --version <major>` built it, else of the official
+    /// `postgres:<major>`.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(12..=30))]
     pg_versions: Vec<u32>,
 }
@@ -195,7 +196,7 @@ impl MigrateTest {
         for major in &self.pg_versions {
             let mut pg = pg.clone();
             pg.choice = provision::PgProviderChoice::Container;
-            pg.image = crate::pg_image::tag_of(*major);
+            pg.image = crate::pg_image::image_for(*major);
             eprintln!("migrate-test: PostgreSQL {major} ({})", pg.image);
             for mut report in
                 rehearsal::rehearse_all(&[Backend::Postgres], app, &pg, janitor, options).await

@@ -57,8 +57,7 @@ fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@"
 "#;
 
-/// The Debian suite that packages each PostgreSQL major Tenantgate builds images of.
-const SUITES: [(u32, &str); 3] = [(15, "bookworm"), (17, "trixie"), (18, "forky")];
+use crate::pg_image::SUITES;
 
 fn parse_major(text: &str) -> Result<u32, String> {
     let major: u32 = text

@@ -58,11 +58,15 @@ pub(crate) async fn start(image: &str, janitor: &Janitor) -> anyhow::Result<Stri
             let text = format!("{error:#}");
             if text.contains("pull") || text.contains("No such image") || text.contains("not found")
             {
+                let fix = match crate::pg_image::major_of(image) {
+                    Some(major) => crate::pg_image::how_to_get(major),
+                    None => format!(
+                        "build one from Debian packages with `cargo xtask pg-image` and set TENANTGATE_PG_IMAGE={local}, or pass --pg-image, or use --pg-provider local",
+                        local = crate::pg_image::DEFAULT_TAG
+                    ),
+                };
                 bail!(
-                    "the PostgreSQL image `{image}` is not on this machine and could not be pulled: {text}\n\
-                     fix: build one from Debian packages with `cargo xtask pg-image` and set TENANTGATE_PG_IMAGE={local}, \
-                     or pass --pg-image, or use --pg-provider local",
-                    local = crate::pg_image::DEFAULT_TAG
+                    "the PostgreSQL image `{image}` is not on this machine and could not be pulled: {text}\nfix: {fix}"
                 );
             }
             bail!("start a PostgreSQL container from `{image}`: {text}");
