@@ -141,12 +141,12 @@ pub mod pg_image {
     pub fn how_to_get(major: u32) -> String {
         if SUITES.iter().any(|(m, _)| *m == major) {
             format!(
-                "build PostgreSQL {major} from Debian packages with `cargo xtask pg-image --version {major}`: --pg-versions then uses {tag}; without it, pass --pg-image {tag} (or set TENANTGATE_PG_IMAGE)",
+                "build it with `cargo xtask pg-image --version {major}` ({tag}, which --pg-versions picks; elsewhere pass --pg-image {tag})",
                 tag = tag_of(major)
             )
         } else {
             format!(
-                "no Debian suite packages PostgreSQL {major}, so `cargo xtask pg-image` cannot build it: run where a registry serves the official postgres:{major}, or on a PostgreSQL {major} server with --pg-url (without --pg-versions)"
+                "`docker pull postgres:{major}` where a registry is reachable (no Debian suite packages PostgreSQL {major}, so `cargo xtask pg-image` cannot build it)"
             )
         }
     }
@@ -191,7 +191,7 @@ pub mod pg_image {
             let how = how_to_get(16);
             assert!(
                 how.contains("no Debian suite packages PostgreSQL 16")
-                    && how.contains("official postgres:16")
+                    && how.contains("docker pull postgres:16")
                     && !how.contains("--version 16"),
                 "{how}"
             );

@@ -81,7 +81,7 @@ async fn shared_server(
     pg.server_url = None;
     pg.choice = PgProviderChoice::Auto;
     if let Some(major) = suite.pg_major {
-        pg.image = crate::pg_image::tag_of(major);
+        pg.image = crate::pg_image::image_for(major);
         pg.choice = PgProviderChoice::Container;
     }
     let server = provision::postgres(&pg, janitor)

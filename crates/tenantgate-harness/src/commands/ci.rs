@@ -11,8 +11,9 @@ use crate::workspace_tests::{Suite, Totals, workspace_tests};
 
 #[derive(Args)]
 pub(crate) struct Ci {
-    /// PostgreSQL majors to gate on, comma-separated (each needs `cargo xtask pg-image
-    /// --version <major>`): the whole suite runs on the first, the live-runner tests on
+    /// PostgreSQL majors to gate on, comma-separated (each needs its image on this
+    /// machine: `cargo xtask pg-image --version <major>`, or the official
+    /// `postgres:<major>`): the whole suite runs on the first, the live-runner tests on
     /// every other, and `migrate-test` on all of them. Default: the one image of the
     /// environment.
     #[arg(long, value_delimiter = ',')]
@@ -29,6 +30,31 @@ impl Ci {
         let sh = Shell::new()?;
         sh.change_dir(crate::workspace::root());
         let harness = std::env::current_exe().context("locate the xtask binary")?;
+        // Each major's image, ours or the official one, is on this machine before anything
+        // runs: the servers start only once the tests are compiled.
+        let missing: Vec<(u32, String)> = self
+            .pg_versions
+            .iter()
+            .map(|major| (*major, crate::pg_image::image_for(*major)))
+            .filter(|(_, image)| !crate::provision::image_exists(image))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "--pg-versions needs an image of {}, which this Docker engine lacks\nfix: {}",
+            missing
+                .iter()
+                .map(|(major, _)| format!("PostgreSQL {major}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            missing
+                .iter()
+                .map(|(major, _)| format!(
+                    "PostgreSQL {major}: {}",
+                    crate::pg_image::how_to_get(*major)
+                ))
+                .collect::<Vec<_>>()
+                .join("\n     ")
+        );
         step("format", || {
             run_cargo(&["fmt", "--all", "--check"])
                 .context("cargo fmt --check found unformatted code; fix: `cargo fmt --all`")
@@ -36,17 +62,6 @@ impl Ci {
         step("lints", || {
             run_cargo(crate::workspace::CLIPPY).context("cargo clippy found warnings")
         })?;
-        let missing: Vec<String> = self
-            .pg_versions
-            .iter()
-            .map(|major| crate::pg_image::tag_of(*major))
-            .filter(|image| !crate::provision::image_exists(image))
-            .collect();
-        anyhow::ensure!(
-            missing.is_empty(),
-            "--pg-versions needs the images {}, which this Docker engine lacks\nfix: `cargo xtask pg-image --version <major>` for each",
-            missing.join(", ")
-        );
         let mut totals = Totals::default();
         let first = self.pg_versions.first().copied();
         let tested = step("workspace tests", || {
