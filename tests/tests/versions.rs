@@ -94,3 +94,37 @@ $$;
         "{verdicts:#?}\n{all}"
     );
 }
+
+/// The majors run at once and share one snapshot file: accepting on all three writes it
+/// once, as accepted on the first, with every major in its header, and the next run on
+/// all three passes against it.
+#[test]
+fn majors_rehearsed_at_once_accept_and_pass_one_snapshot() {
+    let scratch = Scratch::new().unwrap();
+    let snapshot_file = scratch
+        .dir
+        .path()
+        .join("migrations/snapshots/postgres.snap");
+    std::fs::remove_file(&snapshot_file).unwrap();
+    let accepted = migrate_test(&scratch, &["--pg-versions", "15,17,18", "--accept"]);
+    assert!(accepted.status.success(), "{}", text(&accepted));
+    let snapshot = std::fs::read_to_string(&snapshot_file).unwrap();
+    assert!(
+        snapshot.contains("Verified on PostgreSQL 15, 17, 18."),
+        "{snapshot}"
+    );
+    let output = migrate_test(&scratch, &["--pg-versions", "15,17,18"]);
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    for major in [15, 17, 18] {
+        assert!(
+            all.contains(&format!("postgres {major}  database ready")),
+            "{all}"
+        );
+    }
+    assert!(
+        all.contains("PASS — postgres 15 + postgres 17 + postgres 18"),
+        "{all}"
+    );
+    assert!(!all.contains("was left to be checked"), "{all}");
+}

@@ -126,6 +126,7 @@ async fn rehearse(context: &Context<'_>, backend: Backend, rows: u64) -> anyhow:
         reversibility: false,
         // The bench times the migrations at volume; a limit would cut the measurement.
         statement_timeout: Some(Duration::ZERO),
+        ..Options::default()
     };
     let monitor = match backend {
         Backend::Postgres => Some(LockMonitor::start(&context.server.admin_url).await?),

@@ -72,6 +72,10 @@ pub struct BackendReport {
     pub notes: Vec<String>,
     /// Lint findings on the new migrations, for `::error` annotations and the summary.
     pub lint_findings: Vec<crate::lint::Finding>,
+    /// With [`Options::defer_snapshot`]: the schema text the snapshot check is to judge.
+    /// Its place among the checks holds a failure until [`BackendReport::check_snapshot`]
+    /// puts the outcome there, so a snapshot never checked cannot pass.
+    pub deferred_snapshot: Option<String>,
 }
 
 #[derive(Debug)]
@@ -108,7 +112,23 @@ impl BackendReport {
             fatal: None,
             notes: Vec::new(),
             lint_findings: Vec::new(),
+            deferred_snapshot: None,
         }
+    }
+
+    /// Checks the deferred snapshot ([`Options::defer_snapshot`]) against `config`'s, in
+    /// the place its check holds.
+    pub fn check_snapshot(&mut self, config: &Config) {
+        let Some(text) = self.deferred_snapshot.take() else {
+            return;
+        };
+        let phase = Instant::now();
+        let outcome = crate::snapshot::check(config, self.backend, &text);
+        match self.checks.iter_mut().find(|c| c.name == "schema-snapshot") {
+            Some(held) => *held = outcome,
+            None => self.checks.push(outcome),
+        }
+        self.phases.push(("snapshot", phase.elapsed()));
     }
 
     pub fn passed(&self) -> bool {
@@ -144,6 +164,12 @@ pub struct Options {
     /// How long one statement may run (`--statement-timeout`); the configuration's
     /// `statement_timeout` when `None`.
     pub statement_timeout: Option<Duration>,
+    /// With `migrate-test --pg-versions`: the PostgreSQL major this rehearsal runs on, for
+    /// its report and its progress lines.
+    pub pg_major: Option<u32>,
+    /// Leave the snapshot to the caller ([`BackendReport::deferred_snapshot`]): rehearsals
+    /// of several majors at once share one snapshot file, checked in the majors' order.
+    pub defer_snapshot: bool,
 }
 
 impl Options {
@@ -161,6 +187,8 @@ impl Default for Options {
             rows_seed: 1,
             reversibility: true,
             statement_timeout: None,
+            pg_major: None,
+            defer_snapshot: false,
         }
     }
 }
@@ -183,7 +211,7 @@ pub enum Progress {
 }
 
 impl Progress {
-    fn say(self, backend: Backend, message: &str) {
+    fn say(self, backend: &str, message: &str) {
         if let Progress::Lines = self {
             eprintln!("  {backend:8}  {message}");
         }
@@ -227,6 +255,9 @@ pub async fn rehearse(
     options: Options,
 ) -> BackendReport {
     let mut report = BackendReport::new(backend);
+    if backend == Backend::Postgres {
+        report.pg_major = options.pg_major;
+    }
     // The file checks (integrity, parity, lint) need no database: they run on a blocking
     // thread while the database is provisioned and the migrations rehearsed.
     let config = app.config.clone();
@@ -285,7 +316,7 @@ async fn run(
         report.notes.push(format!("provider: {note}"));
     }
     options.progress.say(
-        backend,
+        &report.name(),
         &format!(
             "database ready from {} in {:.2} s",
             database.provider,
@@ -345,7 +376,7 @@ async fn run(
     }
     let report = rehearsal.report;
     options.progress.say(
-        backend,
+        &report.name(),
         &format!(
             "{} of {} migrations applied, {} checks run{}",
             report.steps.len(),
@@ -839,6 +870,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         (at, conn, url, writes): (usize, Conn, String, Option<tenantgate::db::Writes>),
     ) -> Result<(), Failure> {
         let mut report = BackendReport::new(self.backend());
+        report.pg_major = self.report.pg_major;
         let mut second = self
             .on_the_second_database((conn, url, writes), &mut report)
             .await?;
@@ -913,6 +945,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
         self.note_baseline(&migrations);
         let mut report = BackendReport::new(self.backend());
+        report.pg_major = self.report.pg_major;
         let mut reversal = self
             .on_the_second_database((second.conn, second.url, second.writes), &mut report)
             .await?;
@@ -1048,7 +1081,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         let table = self.set.table().to_string();
         let started = Instant::now();
         let timeout = self.options.statement_timeout(self.config);
-        let (progress, backend) = (self.options.progress, self.backend());
+        let (progress, name) = (self.options.progress, self.report.name());
         let interrupter = self.conn().sqlite_interrupter().await;
         let expired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watchdog = match interrupter {
@@ -1080,7 +1113,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 tokio::select! {
                     result = &mut apply => break result,
                     _ = heartbeat.tick() => progress.say(
-                        backend,
+                        &name,
                         &format!("{file} still running after {:.0} s", started.elapsed().as_secs_f64()),
                     ),
                 }
@@ -1488,6 +1521,15 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
     }
 
     fn snapshot(&mut self, schema: &Schema) {
+        if self.options.defer_snapshot {
+            let mut held = CheckOutcome::new("schema-snapshot");
+            held.failures.push(Failure::new(
+                "the schema snapshot was left to be checked after the other majors' and was not",
+            ));
+            self.report.checks.push(held);
+            self.report.deferred_snapshot = Some(schema.render());
+            return;
+        }
         let phase = Instant::now();
         let backend = self.backend();
         let outcome = crate::snapshot::check(self.config, backend, &schema.render());
