@@ -32,23 +32,23 @@ impl Ci {
         let harness = std::env::current_exe().context("locate the xtask binary")?;
         // Each major's image, ours or the official one, is on this machine before anything
         // runs: the servers start only once the tests are compiled.
-        let missing: Vec<(u32, String)> = self
+        let missing: Vec<u32> = self
             .pg_versions
             .iter()
-            .map(|major| (*major, crate::pg_image::image_for(*major)))
-            .filter(|(_, image)| !crate::provision::image_exists(image))
+            .copied()
+            .filter(|major| !crate::provision::image_exists(&crate::pg_image::image_for(*major)))
             .collect();
         anyhow::ensure!(
             missing.is_empty(),
             "--pg-versions needs an image of {}, which this Docker engine lacks\nfix: {}",
             missing
                 .iter()
-                .map(|(major, _)| format!("PostgreSQL {major}"))
+                .map(|major| format!("PostgreSQL {major}"))
                 .collect::<Vec<_>>()
                 .join(", "),
             missing
                 .iter()
-                .map(|(major, _)| format!(
+                .map(|major| format!(
                     "PostgreSQL {major}: {}",
                     crate::pg_image::how_to_get(*major)
                 ))

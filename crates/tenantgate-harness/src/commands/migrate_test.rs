@@ -181,8 +181,9 @@ impl MigrateTest {
     /// Every backend once; with `--pg-versions`, PostgreSQL once per major, all at once
     /// with the other backends (three majors and SQLite, one major after the other
     /// against all at once: 6.7 s and 4.8 s for the demo, 26.4 s and 21.4 s for a
-    /// 307-migration history), each report named by its major. The majors share one snapshot file: each leaves its schema text to be
-    /// checked here, in the majors' order, as if they had run in turn.
+    /// 307-migration history), each report named by its major. The majors share one
+    /// snapshot file: each leaves its schema text to be checked here, in the majors'
+    /// order, as if they had run in turn.
     async fn rehearse(
         &self,
         backends: &[Backend],

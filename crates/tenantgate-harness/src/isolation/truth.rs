@@ -51,7 +51,12 @@ impl Truth {
                     key_text("t", &table.key)
                 };
                 let rows = conn
-                    .text_pairs(&rows_as_json_with(model.backend, table, &filter, &key))
+                    .text_pairs(&rows_as_json_with(
+                        model.backend,
+                        table,
+                        &filter,
+                        Some(&key),
+                    ))
                     .await
                     .map_err(|e| read("the rows", e))?;
                 let count = rows.len() as i64;
@@ -132,26 +137,22 @@ impl Truth {
 /// `SELECT` each row of `table` (aliased `t`) matching `filter` as a JSON object (text),
 /// in key order.
 pub fn rows_as_json(backend: Backend, table: &TableModel<'_>, filter: &str) -> String {
-    rows_as_json_with(backend, table, filter, "")
+    rows_as_json_with(backend, table, filter, None)
 }
 
-/// [`rows_as_json`], each row after `first`, an expression of `t`, when it is not empty.
+/// [`rows_as_json`], each row after `first`, an expression of `t`, when given.
 fn rows_as_json_with(
     backend: Backend,
     table: &TableModel<'_>,
     filter: &str,
-    first: &str,
+    first: Option<&str>,
 ) -> String {
     let order = if table.key.is_empty() {
         String::new()
     } else {
         format!(" ORDER BY {}", key_text("t", &table.key))
     };
-    let first = if first.is_empty() {
-        String::new()
-    } else {
-        format!("{first}, ")
-    };
+    let first = first.map(|first| format!("{first}, ")).unwrap_or_default();
     match backend {
         Backend::Postgres => format!(
             "SELECT {first}row_to_json(t)::text FROM {} t WHERE {filter}{order}",

@@ -116,8 +116,19 @@ impl BackendReport {
         }
     }
 
-    /// Checks the deferred snapshot ([`Options::defer_snapshot`]) against `config`'s, in
-    /// the place its check holds.
+    /// Holds the snapshot check's place with a failure until
+    /// [`BackendReport::check_snapshot`] judges `text` there.
+    fn hold_snapshot(&mut self, text: String) {
+        let mut held = CheckOutcome::new("schema-snapshot");
+        held.failures.push(Failure::new(
+            "the schema snapshot was left to be checked after the other majors' and was not",
+        ));
+        self.checks.push(held);
+        self.deferred_snapshot = Some(text);
+    }
+
+    /// Checks the held snapshot ([`Options::defer_snapshot`]) against `config`'s, in the
+    /// place its check holds.
     pub fn check_snapshot(&mut self, config: &Config) {
         let Some(text) = self.deferred_snapshot.take() else {
             return;
@@ -211,9 +222,10 @@ pub enum Progress {
 }
 
 impl Progress {
-    fn say(self, backend: &str, message: &str) {
+    /// A line about the rehearsal named `name` ([`BackendReport::name`]).
+    fn say(self, name: &str, message: &str) {
         if let Progress::Lines = self {
-            eprintln!("  {backend:8}  {message}");
+            eprintln!("  {name:8}  {message}");
         }
     }
 }
@@ -869,8 +881,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         migrations: &[sqlx::migrate::Migration],
         (at, conn, url, writes): (usize, Conn, String, Option<tenantgate::db::Writes>),
     ) -> Result<(), Failure> {
-        let mut report = BackendReport::new(self.backend());
-        report.pg_major = self.report.pg_major;
+        let mut report = self.second_report();
         let mut second = self
             .on_the_second_database((conn, url, writes), &mut report)
             .await?;
@@ -944,8 +955,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
     async fn reverse_beside(&mut self, second: Second) -> Result<(), Failure> {
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
         self.note_baseline(&migrations);
-        let mut report = BackendReport::new(self.backend());
-        report.pg_major = self.report.pg_major;
+        let mut report = self.second_report();
         let mut reversal = self
             .on_the_second_database((second.conn, second.url, second.writes), &mut report)
             .await?;
@@ -1001,6 +1011,14 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         self.snapshot(&reads.schema);
         self.record_behaviour(behaviour);
         Ok(())
+    }
+
+    /// An empty report for this history's rehearsal on a second database of the server,
+    /// named as this one's.
+    fn second_report(&self) -> BackendReport {
+        let mut report = BackendReport::new(self.backend());
+        report.pg_major = self.report.pg_major;
+        report
     }
 
     /// The same history's rehearsal on a second database of the server (`conn`, to the
@@ -1520,21 +1538,13 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         outcome
     }
 
+    /// The schema snapshot's check: now, or, with [`Options::defer_snapshot`], by the
+    /// caller.
     fn snapshot(&mut self, schema: &Schema) {
-        if self.options.defer_snapshot {
-            let mut held = CheckOutcome::new("schema-snapshot");
-            held.failures.push(Failure::new(
-                "the schema snapshot was left to be checked after the other majors' and was not",
-            ));
-            self.report.checks.push(held);
-            self.report.deferred_snapshot = Some(schema.render());
-            return;
+        self.report.hold_snapshot(schema.render());
+        if !self.options.defer_snapshot {
+            self.report.check_snapshot(self.config);
         }
-        let phase = Instant::now();
-        let backend = self.backend();
-        let outcome = crate::snapshot::check(self.config, backend, &schema.render());
-        self.report.checks.push(outcome);
-        self.report.phases.push(("snapshot", phase.elapsed()));
     }
 
     /// Last, because it adds tenants and rows: the behavioural isolation cases. They
