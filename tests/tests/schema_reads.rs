@@ -3,7 +3,8 @@
 //! model and marks equals a whole read. The statements are the ones whose effect reaches
 //! past the table they name: renames that change other tables' foreign keys, defaults,
 //! policies, partitions and column types; renamed types, functions, roles and schemas;
-//! dropped indexes, policies and columns; a changed search path.
+//! dropped indexes, policies and columns; a changed search path; views, sequences and
+//! functions whose text changes with no change to their own catalog row.
 
 use tenantgate::Backend;
 use tenantgate::db::{Conn, Scope};
@@ -67,6 +68,25 @@ const STEPS: &[(&str, bool)] = &[
     ("ALTER TABLE c ALTER COLUMN id DROP DEFAULT", true),
     ("CREATE VIEW v AS SELECT id, note FROM c", true),
     ("ALTER TABLE c RENAME COLUMN note TO remark", true),
+    // Views, sequences and functions are read again only when they changed.
+    (
+        "CREATE OR REPLACE VIEW v AS SELECT id, remark AS note FROM c WHERE tenant > 0",
+        true,
+    ),
+    ("CREATE VIEW w AS SELECT id FROM v", true),
+    ("ALTER VIEW v RENAME TO v2", true),
+    ("ALTER VIEW v2 SET (security_invoker = true)", true),
+    ("CREATE MATERIALIZED VIEW mv AS SELECT id FROM c", true),
+    ("CREATE SEQUENCE counter", true),
+    ("ALTER SEQUENCE counter OWNED BY c.id", true),
+    (
+        "CREATE TABLE e (id int);
+         CREATE FUNCTION all_e() RETURNS SETOF e LANGUAGE sql AS 'SELECT * FROM e'",
+        true,
+    ),
+    ("ALTER TABLE e RENAME TO e2", true),
+    ("ALTER EXTENSION plpgsql ADD FUNCTION all_e()", true),
+    ("ALTER EXTENSION plpgsql DROP FUNCTION all_e()", true),
     ("ALTER TABLE b DROP COLUMN a_id", true),
     (
         "CREATE SCHEMA other;

@@ -271,6 +271,14 @@ pub(super) async fn read(
     read_merged(conn, &current, &names, migrations_table, strip, None).await
 }
 
+/// What a read of what changed reads again: these relations (tables, views, sequences,
+/// foreign tables), and the functions, types and extensions when `objects`.
+#[derive(Clone, Copy)]
+struct Only<'o> {
+    relations: &'o [Oid],
+    objects: bool,
+}
+
 /// The current schema, and the names of the schemas `scope` covers.
 async fn scope_names(
     conn: &mut PgConnection,
@@ -294,14 +302,14 @@ async fn scope_names(
 }
 
 /// Reads `names` and merges them into one model keyed as [`read`] keys it; with `only`,
-/// the tables of those relations alone (the other objects all).
+/// what it names alone.
 async fn read_merged(
     conn: &mut PgConnection,
     current: &str,
     names: &[String],
     migrations_table: &str,
     strip: bool,
-    only: Option<&[Oid]>,
+    only: Option<Only<'_>>,
 ) -> anyhow::Result<Schema> {
     // The migrations table is left out wherever it lives (`[migrate] table-name` may
     // qualify it: `meta._sqlx_migrations`).
@@ -359,13 +367,15 @@ async fn read_merged(
 /// Each relation's mark counts and sums the transaction ids (`xmin`) of every catalog
 /// row its part of the schema text is read from: its `pg_class` row (name, row-level
 /// security, grants, owner), its columns, defaults, constraints, indexes (and their
-/// `pg_class` rows: a rename), policies, triggers and inheritance. A statement that adds,
+/// `pg_class` rows: a rename), policies, triggers and inheritance, a view's rule, a
+/// sequence's owner. A statement that adds,
 /// changes or removes such a row changes the mark: a row it writes carries its own
 /// transaction id, newer than every row written before it on this database, so neither
 /// the count nor the sum comes out the same. The context covers what the texts of
 /// every table depend on by name: the current schema and search path, the schemas,
-/// roles, functions, types, enum labels, domain constraints, operators, collations and
-/// extensions. When the context changes, everything is read again.
+/// roles, functions, types, enum labels, domain constraints, operators, collations,
+/// extensions and what belongs to them. When the context changes, everything is read
+/// again; while it does not, the functions, types and extensions are the last read's.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Marks {
     context: String,
@@ -396,6 +406,9 @@ WITH spaces AS MATERIALIZED (
   UNION ALL SELECT polrelid, xmin FROM pg_policy WHERE polrelid = ANY(ARRAY(SELECT oid FROM rel))
   UNION ALL SELECT tgrelid, xmin FROM pg_trigger WHERE tgrelid = ANY(ARRAY(SELECT oid FROM rel))
   UNION ALL SELECT inhrelid, xmin FROM pg_inherits WHERE inhrelid = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT ev_class, xmin FROM pg_rewrite WHERE ev_class = ANY(ARRAY(SELECT oid FROM rel))
+  UNION ALL SELECT objid, xmin FROM pg_depend
+            WHERE classid = 'pg_class'::regclass AND objid = ANY(ARRAY(SELECT oid FROM rel)) AND deptype IN ('a', 'i')
 ), marks AS (
   SELECT relid, count(*) AS n, sum(x::text::bigint) AS total FROM parts GROUP BY relid
 ), in_spaces(classid, objid) AS (
@@ -420,7 +433,10 @@ WITH spaces AS MATERIALIZED (
      FROM in_spaces d JOIN pg_operator o ON o.oid = d.objid WHERE d.classid = 'pg_operator'::regclass),
     (SELECT count(*) || ':' || coalesce(sum(co.xmin::text::bigint), 0)
      FROM in_spaces d JOIN pg_collation co ON co.oid = d.objid WHERE d.classid = 'pg_collation'::regclass),
-    (SELECT count(*) || ':' || coalesce(sum(x.xmin::text::bigint), 0) FROM pg_extension x)) AS text
+    (SELECT count(*) || ':' || coalesce(sum(x.xmin::text::bigint), 0) FROM pg_extension x),
+    -- What belongs to an extension (not the app's: left out of the schema).
+    (SELECT count(*) || ':' || coalesce(sum(e.xmin::text::bigint), 0)
+     FROM pg_depend e WHERE e.refclassid = 'pg_extension'::regclass)) AS text
 )
 SELECT r.oid, r.nspname::text, r.relname::text, r.relkind IN ('r', 'p'),
        r.xmin::text || ':' || coalesce(m.n, 0) || ':' || coalesce(m.total, 0),
@@ -451,9 +467,10 @@ WHERE d.refclassid IN ('pg_class'::regclass, 'pg_type'::regclass) AND d.refobjid
 
 /// Reads every user schema of the database ([`Scope::Database`]) as [`read`] does, with
 /// its [`Marks`]. Given the model and marks of an earlier read on this connection, the
-/// tables whose catalog rows are unchanged since, and that name no relation that
-/// changed, are taken from that model; the rest (and every view, sequence, function,
-/// type and extension) are read. Also how many tables it read: `None` for all.
+/// relations (tables, views, sequences, foreign tables) whose catalog rows are unchanged
+/// since, and that name no relation that changed, are taken from that model, and so are
+/// the functions, types and extensions unless a relation was renamed; the rest is read.
+/// Also how many tables it read: `None` for all.
 pub(super) async fn read_changed(
     conn: &mut PgConnection,
     migrations_table: &str,
@@ -507,22 +524,45 @@ pub(super) async fn read_changed(
                 .filter(|oid| marks.relations.contains_key(oid)),
         );
     }
-    // Views, sequences and foreign tables are read whole (their grants with them).
-    let only: Vec<Oid> = marks
-        .relations
-        .iter()
-        .filter(|(oid, (_, table, _))| !*table || changed.contains(*oid))
-        .map(|(oid, _)| Oid(*oid))
-        .collect();
-    let mut schema =
-        read_merged(conn, &current, &names, migrations_table, false, Some(&only)).await?;
+    let relations: Vec<Oid> = changed.iter().map(|oid| Oid(*oid)).collect();
+    // The functions, types and extensions are the context's, unchanged, but their texts
+    // name relations' row types: after a rename they are read again.
+    let renamed = before.relations.iter().any(|(oid, (key, _, _))| {
+        marks
+            .relations
+            .get(oid)
+            .is_some_and(|(now, _, _)| now != key)
+    });
+    let only = Only {
+        relations: &relations,
+        objects: renamed,
+    };
+    // Only relations gone (and nothing that named them changed): nothing to read.
+    let mut schema = match relations.is_empty() {
+        true => Schema::default(),
+        false => read_merged(conn, &current, &names, migrations_table, false, Some(only)).await?,
+    };
     let read_again = schema.tables.len();
     // A relation that is still there and unchanged kept its key (a new key is a change).
+    let (kept, objects) = (&before_schema.objects, &mut schema.objects);
     for (oid, (key, _, _)) in &before.relations {
-        let unchanged = marks.relations.contains_key(oid) && !changed.contains(oid);
-        if unchanged && let Some(kept) = before_schema.tables.get(key) {
-            schema.tables.insert(key.clone(), kept.clone());
+        if !marks.relations.contains_key(oid) || changed.contains(oid) {
+            continue;
         }
+        if let Some(table) = before_schema.tables.get(key) {
+            schema.tables.insert(key.clone(), table.clone());
+        } else if let Some(view) = kept.views.get(key) {
+            objects.views.insert(key.clone(), view.clone());
+        } else if let Some(grants) = kept.sequences.get(key) {
+            objects.sequences.insert(key.clone(), grants.clone());
+        } else if let Some(grants) = kept.foreign_tables.get(key) {
+            objects.foreign_tables.insert(key.clone(), grants.clone());
+        }
+    }
+    if !renamed {
+        objects.functions = kept.functions.clone();
+        objects.types = kept.types.clone();
+        objects.extensions = kept.extensions.clone();
     }
     Ok((schema, marks, Some(read_again)))
 }
@@ -539,14 +579,13 @@ pub(super) async fn read_many(
 }
 
 /// Reads `schemas`; with `strip`, each schema's own name is removed from its expressions;
-/// with `only`, the tables of those relations alone. The queries run with
-/// [`PLANNER_SETTINGS`].
+/// with `only`, what it names alone. The queries run with [`PLANNER_SETTINGS`].
 async fn read_schemas(
     conn: &mut PgConnection,
     schemas: &[String],
     migrations_table: &str,
     strip: bool,
-    only: Option<&[Oid]>,
+    only: Option<Only<'_>>,
 ) -> anyhow::Result<BTreeMap<String, Schema>> {
     // A read of many schemas at once scans the catalogs faster than it walks their
     // indexes schema by schema (250 index walks of pg_class took 1.3 s, one scan 30 ms):
@@ -624,7 +663,7 @@ async fn read_schemas_as_set(
     schemas: &[String],
     migrations_table: &str,
     strip: bool,
-    only: Option<&[Oid]>,
+    only: Option<Only<'_>>,
 ) -> anyhow::Result<BTreeMap<String, Schema>> {
     let unqualified = |expression: &str, schema: &str| {
         if strip {
@@ -634,23 +673,29 @@ async fn read_schemas_as_set(
         }
     };
     let mut read: BTreeMap<String, Schema> = BTreeMap::new();
-    // A few schemas: their dependents in pg_depend, an index lookup, where the pass over
-    // pg_class's index took 8 ms at a thousand schemas, for every one-schema read.
-    let relations = if schemas.len() > FEW_SCHEMAS {
-        RELATIONS_OF_MANY.to_string()
-    } else {
-        format!(
-            "SELECT c.oid FROM pg_class c WHERE {}",
-            crate::db::relation_in("n.nspname = ANY($1)")
-        )
+    // The relations read: those asked for (every query below keeps to the schemas asked
+    // for, as it does with all), or all. A few schemas: their dependents in pg_depend, an
+    // index lookup, where the pass over pg_class's index took 8 ms at a thousand schemas,
+    // for every one-schema read.
+    let all: Vec<Oid>;
+    let wanted = match only {
+        Some(only) => only.relations,
+        None => {
+            let relations = if schemas.len() > FEW_SCHEMAS {
+                RELATIONS_OF_MANY.to_string()
+            } else {
+                format!(
+                    "SELECT c.oid FROM pg_class c WHERE {}",
+                    crate::db::relation_in("n.nspname = ANY($1)")
+                )
+            };
+            all = sqlx::query_scalar(sqlx::AssertSqlSafe(relations))
+                .bind(schemas)
+                .fetch_all(&mut *conn)
+                .await?;
+            &all
+        }
     };
-    let relations: Vec<Oid> = sqlx::query_scalar(sqlx::AssertSqlSafe(relations))
-        .bind(schemas)
-        .fetch_all(&mut *conn)
-        .await?;
-    // The relations whose tables, grants and triggers are read: all, or those asked for
-    // (every query below keeps to the schemas asked for, as it does with all).
-    let wanted = only.unwrap_or(&relations);
     let tables: Vec<(String, String, bool, bool, Option<String>)> = sqlx::query_as(TABLES)
         .bind(schemas)
         .bind(wanted)
@@ -766,7 +811,8 @@ async fn read_schemas_as_set(
             with_check: with_check.map(|e| unqualified(&e, &schema)),
         });
     }
-    read_objects(conn, schemas, &relations, wanted, &mut read, &unqualified).await?;
+    let objects = only.is_none_or(|only| only.objects);
+    read_objects(conn, schemas, wanted, objects, &mut read, &unqualified).await?;
     let grants: Vec<(String, String, String, String, Vec<String>)> = sqlx::query_as(GRANTS)
         .bind(schemas)
         .bind(wanted)
@@ -789,12 +835,13 @@ async fn read_schemas_as_set(
     Ok(read)
 }
 
-/// Views, functions, sequences, foreign tables, types, triggers and extensions.
+/// The views, sequences, foreign tables and triggers of `relations`; with `objects`, the
+/// functions, types and extensions too.
 async fn read_objects(
     conn: &mut PgConnection,
     schemas: &[String],
     relations: &[Oid],
-    wanted: &[Oid],
+    objects: bool,
     read: &mut BTreeMap<String, Schema>,
     unqualified: &dyn Fn(&str, &str) -> String,
 ) -> anyhow::Result<()> {
@@ -816,6 +863,43 @@ async fn read_objects(
             },
         );
     }
+    let sequences: Vec<(String, String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(query(SEQUENCES, "c.oid")))
+            .bind(schemas)
+            .bind(relations)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (schema, name, kind) in sequences {
+        let objects = &mut read.entry(schema).or_default().objects;
+        match kind.as_str() {
+            "S" => objects.sequences.insert(name, Vec::new()),
+            _ => objects.foreign_tables.insert(name, Vec::new()),
+        };
+    }
+    let triggers: Vec<(String, String, String, String)> = sqlx::query_as(TRIGGERS)
+        .bind(schemas)
+        .bind(relations)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (schema, table, name, definition) in triggers {
+        let definition = unqualified(&definition, &schema);
+        if let Some(table) = table_of(read, &schema, &table) {
+            table.triggers.push((name, definition));
+        }
+    }
+    if objects {
+        read_functions_types_extensions(conn, schemas, read, unqualified).await?;
+    }
+    Ok(())
+}
+
+/// The functions, types and extensions of `schemas`.
+async fn read_functions_types_extensions(
+    conn: &mut PgConnection,
+    schemas: &[String],
+    read: &mut BTreeMap<String, Schema>,
+    unqualified: &dyn Fn(&str, &str) -> String,
+) -> anyhow::Result<()> {
     type FunctionRow = (
         String,
         String,
@@ -864,19 +948,6 @@ async fn read_objects(
             },
         );
     }
-    let sequences: Vec<(String, String, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(query(SEQUENCES, "c.oid")))
-            .bind(schemas)
-            .bind(relations)
-            .fetch_all(&mut *conn)
-            .await?;
-    for (schema, name, kind) in sequences {
-        let objects = &mut read.entry(schema).or_default().objects;
-        match kind.as_str() {
-            "S" => objects.sequences.insert(name, Vec::new()),
-            _ => objects.foreign_tables.insert(name, Vec::new()),
-        };
-    }
     let types: Vec<(String, String, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(query(TYPES, "t.oid")))
             .bind(schemas)
@@ -889,17 +960,6 @@ async fn read_objects(
             .objects
             .types
             .insert(name, definition);
-    }
-    let triggers: Vec<(String, String, String, String)> = sqlx::query_as(TRIGGERS)
-        .bind(schemas)
-        .bind(wanted)
-        .fetch_all(&mut *conn)
-        .await?;
-    for (schema, table, name, definition) in triggers {
-        let definition = unqualified(&definition, &schema);
-        if let Some(table) = table_of(read, &schema, &table) {
-            table.triggers.push((name, definition));
-        }
     }
     let extensions: Vec<(String, String)> = sqlx::query_as(EXTENSIONS)
         .bind(schemas)
