@@ -135,7 +135,13 @@ pub async fn run_behaviour(conn: &mut Conn, input: &BehaviourInput<'_>) -> Behav
     };
     match (rls, &mut *conn) {
         (Some(rls), Conn::Postgres(pg)) => {
-            cases.as_the_app_role(pg, rls).await;
+            // Half the tables' cases on a second connection, at once. Without one (the
+            // server refusing more connections), all of them on this one.
+            let mut second = PgConnection::connect(input.url).await.ok();
+            cases.as_the_app_role(pg, second.as_mut(), rls).await;
+            if let Some(second) = second {
+                let _ = second.close().await;
+            }
             if let Some(planted) = &planted {
                 cases.canary_cases(pg, rls, planted).await;
             }
@@ -396,6 +402,37 @@ impl AppRole<'_> {
     }
 }
 
+/// What the cases of one table found, kept apart so that two connections can run the
+/// cases of different tables at once.
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    failures: Vec<Failure>,
+    notes: Vec<String>,
+    /// Rows of its own tenant a read as the application role saw.
+    seen_own: usize,
+}
+
+impl Tally {
+    fn case(&mut self, passed: bool, failure: impl FnOnce() -> Failure) {
+        self.cases += 1;
+        if !passed {
+            self.failures.push(failure());
+        }
+    }
+
+    /// A reference case that could not be set up (the parent's key is of a type no fresh
+    /// value can be made for): said once per table and parent.
+    fn not_constructed(&mut self, table: &str, parent: &str) {
+        let note = format!(
+            "isolation cases: that `{table}` cannot reference another tenant's `{parent}` is not checked: no fresh `{parent}` key could be made for its type"
+        );
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+}
+
 struct Cases<'r, 'm> {
     model: &'r Model<'m>,
     truth: &'r Truth,
@@ -404,15 +441,16 @@ struct Cases<'r, 'm> {
 }
 
 impl<'r> Cases<'r, '_> {
-    /// A reference case that could not be set up (the parent's key is of a type no fresh
-    /// value can be made for): said once per table and parent.
-    fn not_constructed(&mut self, table: &str, parent: &str) {
-        let note = format!(
-            "isolation cases: that `{table}` cannot reference another tenant's `{parent}` is not checked: no fresh `{parent}` key could be made for its type"
-        );
-        if !self.report.notes.contains(&note) {
-            self.report.notes.push(note);
+    /// What `tally` found, in the report (a note said once); the rows of their own it saw.
+    fn absorb(&mut self, tally: Tally) -> usize {
+        self.report.cases += tally.cases;
+        self.report.failures.extend(tally.failures);
+        for note in tally.notes {
+            if !self.report.notes.contains(&note) {
+                self.report.notes.push(note);
+            }
         }
+        tally.seen_own
     }
 
     fn case(&mut self, passed: bool, failure: impl FnOnce() -> Failure) {
@@ -644,7 +682,17 @@ impl<'r> Cases<'r, '_> {
 
     /// PostgreSQL, raw SQL as the application role acting as a tenant: row-level
     /// security must isolate tenants without any filter in the query.
-    async fn as_the_app_role(&mut self, conn: &mut PgConnection, rls: &RowLevelSecurity) {
+    ///
+    /// With `second` (another connection to the database), every other table's cases run
+    /// on it at the same time: each case is a transaction rolled back, which the other
+    /// connection never sees (at most it waits for one to end), and the findings are
+    /// reported in the tables' order as from one connection.
+    async fn as_the_app_role(
+        &mut self,
+        conn: &mut PgConnection,
+        second: Option<&mut PgConnection>,
+        rls: &RowLevelSecurity,
+    ) {
         let model = self.model;
         let role = rls.app_role.as_str();
         let mut app = AppRole {
@@ -669,181 +717,30 @@ impl<'r> Cases<'r, '_> {
                 return;
             }
         }
+        let tables: Vec<(usize, &TableModel<'_>)> = model.tables.iter().enumerate().collect();
+        let mut tallies = match second {
+            Some(conn) => {
+                let mut other = AppRole {
+                    conn,
+                    role,
+                    rls,
+                    model,
+                };
+                let (evens, odds): (Vec<_>, Vec<_>) =
+                    tables.into_iter().partition(|(index, _)| index % 2 == 0);
+                let (mut first, second) = tokio::join!(
+                    self.app_role_tables(&mut app, &evens),
+                    self.app_role_tables(&mut other, &odds)
+                );
+                first.extend(second);
+                first
+            }
+            None => self.app_role_tables(&mut app, &tables).await,
+        };
+        tallies.sort_by_key(|(index, _)| *index);
         let mut seen_own = 0;
-        for table in &model.tables {
-            let name = quote_table(table.name);
-            let subject = table.name;
-            for tenant in self.tenants {
-                let other = self.other(tenant);
-                let acting = ActingAs::Tenant(tenant);
-                let owned = self.truth.rows(table.name, tenant);
-                // Reads show none of another tenant's rows.
-                let read = format!("SELECT {} FROM {name} t", key_text("t", &table.key));
-                match app.texts(acting, &read).await {
-                    Ok(seen) => {
-                        let foreign: Vec<&String> =
-                            seen.iter().filter(|k| owned.keys.binary_search(k).is_err()).collect();
-                        seen_own += seen.len() - foreign.len();
-                        self.case(foreign.is_empty(), || {
-                            Failure::new(format!(
-                                "postgres, as `{role}` for tenant {tenant}: SELECT from `{subject}` saw {} rows, {} of them not tenant {tenant}'s",
-                                seen.len(),
-                                foreign.len()
-                            ))
-                            .fix(policy_fix(table, rls))
-                            .about(subject)
-                        });
-                    }
-                    // No SELECT privilege: the table is closed to the app, which isolates.
-                    Err(error) if error_code(&error).0 == RLS_REFUSED => self.case(true, Failure::default),
-                    Err(error) => self.case(false, || {
-                        Failure::new(format!(
-                            "postgres, as `{role}` for tenant {tenant}: reading `{subject}` failed: {}",
-                            database_message(&error)
-                        ))
-                        .about(subject)
-                    }),
-                }
-                // Inserting another tenant's row is refused.
-                if let Some(row) = &self.truth.rows(table.name, other).sample {
-                    let insert = fresh_copy_insert(table, row);
-                    let outcome = app.execute(acting, &insert).await;
-                    self.case(outcome.refused_with(&[RLS_REFUSED]), || {
-                        Failure::new(format!(
-                            "postgres, as `{role}` for tenant {tenant}: inserting a row of tenant {other} into `{subject}` {}",
-                            outcome.describe("was not refused by row-level security")
-                        ))
-                        .fix(policy_fix(table, rls))
-                        .about(subject)
-                    });
-                }
-                // UPDATE and DELETE aimed at another tenant's rows change nothing.
-                let theirs = self.rows_of(table, "t", other);
-                let touch = self.touch_column(table).map(quote).unwrap_or_default();
-                for (verb, sql) in [
-                    (
-                        "UPDATE",
-                        format!("UPDATE {name} t SET {touch} = t.{touch} WHERE {theirs}"),
-                    ),
-                    ("DELETE", format!("DELETE FROM {name} t WHERE {theirs}")),
-                ] {
-                    let outcome = app.execute(acting, &sql).await;
-                    let passed = matches!(outcome, StatementResult::Rows(0))
-                        || outcome.refused_with(&[RLS_REFUSED]);
-                    self.case(passed, || {
-                        Failure::new(format!(
-                            "postgres, as `{role}` for tenant {tenant}: {verb} of tenant {other}'s rows in `{subject}` {}",
-                            outcome.describe("changed them")
-                        ))
-                        .fix(policy_fix(table, rls))
-                        .about(subject)
-                    });
-                }
-                let Some(own) = self.one_row_of(table, "t", tenant) else {
-                    continue;
-                };
-                // A row cannot be moved to another tenant.
-                let moved = match table.tenant_column() {
-                    Some(column) => Some(format!(
-                        "UPDATE {name} t SET {} = {} WHERE {own}",
-                        quote(column),
-                        model.literal(other)
-                    )),
-                    None => self
-                        .references(table)
-                        .into_iter()
-                        .next()
-                        .and_then(|(parent, c, p)| {
-                            let set = self.point_at(parent, &c, &p, other)?;
-                            Some(format!("UPDATE {name} t SET {set} WHERE {own}"))
-                        }),
-                };
-                if let Some(moved) = moved {
-                    let outcome = app.execute(acting, &moved).await;
-                    // Refused, or the row was not even visible to change: nothing moved.
-                    let passed = outcome.refused_with(&[RLS_REFUSED, RAISED[0]])
-                        || matches!(outcome, StatementResult::Rows(0));
-                    self.case(passed, || {
-                        Failure::new(format!(
-                            "postgres, as `{role}` for tenant {tenant}: moving a row of `{subject}` to tenant {other} {}",
-                            outcome.describe("was not refused")
-                        ))
-                        .fix(format!("{} (WITH CHECK refuses a row that would leave the tenant)", policy_fix(table, rls)))
-                        .about(subject)
-                    });
-                }
-                // A child cannot reference another tenant's parent.
-                if table.tenant_column().is_some() {
-                    for (parent, children, parents) in self.references(table) {
-                        let Some((prelude, set)) =
-                            self.fresh_parent(parent, &children, &parents, other)
-                        else {
-                            self.not_constructed(table.name, parent);
-                            continue;
-                        };
-                        let sql = format!("UPDATE {name} t SET {set} WHERE {own}");
-                        let outcome = app.execute_after(&prelude, acting, &sql).await;
-                        let passed = outcome.refused_with(&FOREIGN_KEY_REFUSED)
-                            || outcome.refused_with(&[RLS_REFUSED, RAISED[0]])
-                            || matches!(outcome, StatementResult::Rows(0));
-                        self.case(passed, || {
-                            reference_failure(
-                                model,
-                                table,
-                                parent,
-                                &children,
-                                &parents,
-                                tenant,
-                                other,
-                                &outcome,
-                                &format!("postgres, as `{role}`"),
-                            )
-                        });
-                    }
-                }
-            }
-            // With no tenant (or an empty one), the database fails closed.
-            let mut closed = vec![("no tenant set", ActingAs::NoTenant)];
-            if rls.tenant_setting.is_some() {
-                closed.push(("an empty tenant", ActingAs::EmptyTenant));
-            }
-            for (label, acting) in closed {
-                let read = format!("SELECT count(*)::text FROM {name}");
-                let seen = app.texts(acting, &read).await;
-                let rows: i64 = match &seen {
-                    Ok(texts) => texts.first().and_then(|t| t.parse().ok()).unwrap_or(0),
-                    Err(_) => 0,
-                };
-                self.case(rows == 0, || {
-                    Failure::new(format!(
-                        "postgres, as `{role}` with {label}: SELECT from `{subject}` returned {rows} rows; it must fail closed (an error or no rows)"
-                    ))
-                    .fix(match &rls.tenant_setting {
-                        Some(setting) => format!(
-                            "compare with NULLIF(current_setting('{setting}', true), ''){} in the policy, never with a fallback tenant",
-                            model.key_type.cast()
-                        ),
-                        None => "the tenant function must return NULL (or raise) when no tenant is set".to_string(),
-                    })
-                    .about(subject)
-                });
-                if let Some(row) = self
-                    .tenants
-                    .first()
-                    .and_then(|t| self.truth.rows(table.name, t).sample.as_ref())
-                {
-                    let insert = fresh_copy_insert(table, row);
-                    let outcome = app.execute(acting, &insert).await;
-                    self.case(matches!(outcome, StatementResult::Refused { .. }), || {
-                        Failure::new(format!(
-                            "postgres, as `{role}` with {label}: an insert into `{subject}` {}; it must fail closed",
-                            outcome.describe("was accepted")
-                        ))
-                        .fix(policy_fix(table, rls))
-                        .about(subject)
-                    });
-                }
-            }
+        for (_, tally) in tallies {
+            seen_own += self.absorb(tally);
         }
         if seen_own == 0 && self.truth.total() > 0 {
             self.report.failures.push(
@@ -856,6 +753,211 @@ impl<'r> Cases<'r, '_> {
                     model.config_file()
                 )),
             );
+        }
+    }
+
+    /// The cases of [`Cases::as_the_app_role`] on `tables` (with their places in the
+    /// model), each table's findings apart.
+    async fn app_role_tables(
+        &self,
+        app: &mut AppRole<'_>,
+        tables: &[(usize, &TableModel<'_>)],
+    ) -> Vec<(usize, Tally)> {
+        let mut tallies = Vec::new();
+        for (index, table) in tables {
+            let mut tally = Tally::default();
+            self.app_role_table(app, table, &mut tally).await;
+            tallies.push((*index, tally));
+        }
+        tallies
+    }
+
+    /// One table's cases as the application role, acting as each tenant and as none.
+    async fn app_role_table(
+        &self,
+        app: &mut AppRole<'_>,
+        table: &TableModel<'_>,
+        tally: &mut Tally,
+    ) {
+        let model = self.model;
+        let rls = app.rls;
+        let role = app.role;
+        let name = quote_table(table.name);
+        let subject = table.name;
+        for tenant in self.tenants {
+            let other = self.other(tenant);
+            let acting = ActingAs::Tenant(tenant);
+            let owned = self.truth.rows(table.name, tenant);
+            // Reads show none of another tenant's rows.
+            let read = format!("SELECT {} FROM {name} t", key_text("t", &table.key));
+            match app.texts(acting, &read).await {
+                Ok(seen) => {
+                    let foreign: Vec<&String> = seen
+                        .iter()
+                        .filter(|k| owned.keys.binary_search(k).is_err())
+                        .collect();
+                    tally.seen_own += seen.len() - foreign.len();
+                    tally.case(foreign.is_empty(), || {
+                        Failure::new(format!(
+                            "postgres, as `{role}` for tenant {tenant}: SELECT from `{subject}` saw {} rows, {} of them not tenant {tenant}'s",
+                            seen.len(),
+                            foreign.len()
+                        ))
+                        .fix(policy_fix(table, rls))
+                        .about(subject)
+                    });
+                }
+                // No SELECT privilege: the table is closed to the app, which isolates.
+                Err(error) if error_code(&error).0 == RLS_REFUSED => {
+                    tally.case(true, Failure::default)
+                }
+                Err(error) => tally.case(false, || {
+                    Failure::new(format!(
+                        "postgres, as `{role}` for tenant {tenant}: reading `{subject}` failed: {}",
+                        database_message(&error)
+                    ))
+                    .about(subject)
+                }),
+            }
+            // Inserting another tenant's row is refused.
+            if let Some(row) = &self.truth.rows(table.name, other).sample {
+                let insert = fresh_copy_insert(table, row);
+                let outcome = app.execute(acting, &insert).await;
+                tally.case(outcome.refused_with(&[RLS_REFUSED]), || {
+                    Failure::new(format!(
+                        "postgres, as `{role}` for tenant {tenant}: inserting a row of tenant {other} into `{subject}` {}",
+                        outcome.describe("was not refused by row-level security")
+                    ))
+                    .fix(policy_fix(table, rls))
+                    .about(subject)
+                });
+            }
+            // UPDATE and DELETE aimed at another tenant's rows change nothing.
+            let theirs = self.rows_of(table, "t", other);
+            let touch = self.touch_column(table).map(quote).unwrap_or_default();
+            for (verb, sql) in [
+                (
+                    "UPDATE",
+                    format!("UPDATE {name} t SET {touch} = t.{touch} WHERE {theirs}"),
+                ),
+                ("DELETE", format!("DELETE FROM {name} t WHERE {theirs}")),
+            ] {
+                let outcome = app.execute(acting, &sql).await;
+                let passed = matches!(outcome, StatementResult::Rows(0))
+                    || outcome.refused_with(&[RLS_REFUSED]);
+                tally.case(passed, || {
+                    Failure::new(format!(
+                        "postgres, as `{role}` for tenant {tenant}: {verb} of tenant {other}'s rows in `{subject}` {}",
+                        outcome.describe("changed them")
+                    ))
+                    .fix(policy_fix(table, rls))
+                    .about(subject)
+                });
+            }
+            let Some(own) = self.one_row_of(table, "t", tenant) else {
+                continue;
+            };
+            // A row cannot be moved to another tenant.
+            let moved = match table.tenant_column() {
+                Some(column) => Some(format!(
+                    "UPDATE {name} t SET {} = {} WHERE {own}",
+                    quote(column),
+                    model.literal(other)
+                )),
+                None => self
+                    .references(table)
+                    .into_iter()
+                    .next()
+                    .and_then(|(parent, c, p)| {
+                        let set = self.point_at(parent, &c, &p, other)?;
+                        Some(format!("UPDATE {name} t SET {set} WHERE {own}"))
+                    }),
+            };
+            if let Some(moved) = moved {
+                let outcome = app.execute(acting, &moved).await;
+                // Refused, or the row was not even visible to change: nothing moved.
+                let passed = outcome.refused_with(&[RLS_REFUSED, RAISED[0]])
+                    || matches!(outcome, StatementResult::Rows(0));
+                tally.case(passed, || {
+                    Failure::new(format!(
+                        "postgres, as `{role}` for tenant {tenant}: moving a row of `{subject}` to tenant {other} {}",
+                        outcome.describe("was not refused")
+                    ))
+                    .fix(format!("{} (WITH CHECK refuses a row that would leave the tenant)", policy_fix(table, rls)))
+                    .about(subject)
+                });
+            }
+            // A child cannot reference another tenant's parent.
+            if table.tenant_column().is_some() {
+                for (parent, children, parents) in self.references(table) {
+                    let Some((prelude, set)) =
+                        self.fresh_parent(parent, &children, &parents, other)
+                    else {
+                        tally.not_constructed(table.name, parent);
+                        continue;
+                    };
+                    let sql = format!("UPDATE {name} t SET {set} WHERE {own}");
+                    let outcome = app.execute_after(&prelude, acting, &sql).await;
+                    let passed = outcome.refused_with(&FOREIGN_KEY_REFUSED)
+                        || outcome.refused_with(&[RLS_REFUSED, RAISED[0]])
+                        || matches!(outcome, StatementResult::Rows(0));
+                    tally.case(passed, || {
+                        reference_failure(
+                            model,
+                            table,
+                            parent,
+                            &children,
+                            &parents,
+                            tenant,
+                            other,
+                            &outcome,
+                            &format!("postgres, as `{role}`"),
+                        )
+                    });
+                }
+            }
+        }
+        // With no tenant (or an empty one), the database fails closed.
+        let mut closed = vec![("no tenant set", ActingAs::NoTenant)];
+        if rls.tenant_setting.is_some() {
+            closed.push(("an empty tenant", ActingAs::EmptyTenant));
+        }
+        for (label, acting) in closed {
+            let read = format!("SELECT count(*)::text FROM {name}");
+            let seen = app.texts(acting, &read).await;
+            let rows: i64 = match &seen {
+                Ok(texts) => texts.first().and_then(|t| t.parse().ok()).unwrap_or(0),
+                Err(_) => 0,
+            };
+            tally.case(rows == 0, || {
+                Failure::new(format!(
+                    "postgres, as `{role}` with {label}: SELECT from `{subject}` returned {rows} rows; it must fail closed (an error or no rows)"
+                ))
+                .fix(match &rls.tenant_setting {
+                    Some(setting) => format!(
+                        "compare with NULLIF(current_setting('{setting}', true), ''){} in the policy, never with a fallback tenant",
+                        model.key_type.cast()
+                    ),
+                    None => "the tenant function must return NULL (or raise) when no tenant is set".to_string(),
+                })
+                .about(subject)
+            });
+            if let Some(row) = self
+                .tenants
+                .first()
+                .and_then(|t| self.truth.rows(table.name, t).sample.as_ref())
+            {
+                let insert = fresh_copy_insert(table, row);
+                let outcome = app.execute(acting, &insert).await;
+                tally.case(matches!(outcome, StatementResult::Refused { .. }), || {
+                    Failure::new(format!(
+                        "postgres, as `{role}` with {label}: an insert into `{subject}` {}; it must fail closed",
+                        outcome.describe("was accepted")
+                    ))
+                    .fix(policy_fix(table, rls))
+                    .about(subject)
+                });
+            }
         }
     }
 
@@ -922,6 +1024,7 @@ impl<'r> Cases<'r, '_> {
         }
         let model = self.model;
         let backend = conn.backend();
+        let mut tally = Tally::default();
         for table in &model.tables {
             let Some(column) = table.tenant_column() else {
                 continue;
@@ -937,7 +1040,7 @@ impl<'r> Cases<'r, '_> {
                     let Some((prelude, set)) =
                         self.fresh_parent(parent, &children, &parents, other)
                     else {
-                        self.not_constructed(table.name, parent);
+                        tally.not_constructed(table.name, parent);
                         continue;
                     };
                     let sql = format!(
@@ -948,7 +1051,7 @@ impl<'r> Cases<'r, '_> {
                     let outcome = in_rolled_back(conn, &prelude, &sql).await;
                     let passed =
                         outcome.refused_with(&FOREIGN_KEY_REFUSED) || outcome.refused_with(&RAISED);
-                    self.case(passed, || {
+                    tally.case(passed, || {
                         reference_failure(
                             model,
                             table,
@@ -964,6 +1067,7 @@ impl<'r> Cases<'r, '_> {
                 }
             }
         }
+        self.absorb(tally);
     }
 
     /// SQLite, when the schema guards the tenant column: a row never changes tenant.
