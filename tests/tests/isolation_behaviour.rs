@@ -4,16 +4,22 @@
 
 use app::Db;
 use tenantgate::Backend;
+use tenantgate::checks::Failure;
 use tenantgate::config::{Config, Isolation};
 use tenantgate::db::{Conn, Scope};
 use tenantgate::schema::Schema;
-use tenantgate_harness::isolation::{BehaviourInput, BehaviourReport, run_behaviour};
+use tenantgate_harness::isolation::{BehaviourInput, BehaviourReport, Model, run_behaviour};
 use tenantgate_tests::scenarios::{COMPOSITE_FK, PLAIN_FK, add_loyalty_cards, loyalty_cards};
 use tenantgate_tests::{Scratch, assert_fails_with, failures, rehearse, with_fresh_database};
 
 /// Migrates a fresh database with the app's embedded migrations (no fixture: every table
-/// is populated by the generator) and runs the cases as `role`, or the app role.
-async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> BehaviourReport {
+/// is populated by the generator), runs `then` on it, and runs the cases as `role`, or
+/// the app role. Also the schema they ran on.
+async fn cases_on_fresh_database(
+    backend: Backend,
+    role: Option<&str>,
+    then: &str,
+) -> (BehaviourReport, Schema) {
     let mut config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
     let mut result = None;
     with_fresh_database(backend, async |database| {
@@ -21,6 +27,9 @@ async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> Behavi
         db.migrate().await?;
         db.close().await;
         let mut conn = Conn::connect(backend, &database.url).await?;
+        if !then.is_empty() {
+            conn.execute(then).await?;
+        }
         let role = match role {
             Some("current_user") => Some(conn.texts("SELECT current_user::text").await?.remove(0)),
             Some(role) => Some(role.to_string()),
@@ -38,7 +47,7 @@ async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> Behavi
             schema: &schema,
             api: Some(&app::api::SHOP_API),
         };
-        result = Some(run_behaviour(&mut conn, &input).await);
+        result = Some((run_behaviour(&mut conn, &input).await, schema.clone()));
         conn.close().await;
         Ok(())
     })
@@ -50,7 +59,7 @@ async fn cases_on_fresh_database(backend: Backend, role: Option<&str>) -> Behavi
 #[tokio::test]
 async fn every_tenant_owned_table_is_covered_for_three_tenants_on_both_backends() {
     for backend in Backend::ALL {
-        let report = cases_on_fresh_database(backend, None).await;
+        let (report, _) = cases_on_fresh_database(backend, None, "").await;
         let messages: Vec<String> = report.failures.iter().map(|f| f.render()).collect();
         assert!(messages.is_empty(), "{backend}: {messages:#?}");
         assert_eq!(report.tenants.len(), 3, "{backend}");
@@ -68,7 +77,7 @@ async fn every_tenant_owned_table_is_covered_for_three_tenants_on_both_backends(
 
 #[tokio::test]
 async fn running_the_cases_as_a_superuser_is_refused() {
-    let report = cases_on_fresh_database(Backend::Postgres, Some("current_user")).await;
+    let (report, _) = cases_on_fresh_database(Backend::Postgres, Some("current_user"), "").await;
     assert_eq!(report.cases, 0, "no case may run as a superuser");
     let message = &report.failures[0].render();
     assert!(
@@ -189,4 +198,31 @@ async fn a_plain_foreign_key_lets_a_child_reference_another_tenant_on_both_backe
             ],
         );
     }
+}
+
+/// The cases as the application role run on two connections at once, every other table's
+/// on the second: a leak in every table is found in every table, on both connections,
+/// and reported in the tables' order as from one connection.
+#[tokio::test]
+async fn leaks_found_on_both_connections_are_reported_in_the_tables_order() {
+    let open_every_table = "DO $$ DECLARE t record; BEGIN
+        FOR t IN SELECT relname FROM pg_class WHERE relrowsecurity AND relnamespace = 'public'::regnamespace LOOP
+            EXECUTE format('ALTER TABLE %I DISABLE ROW LEVEL SECURITY', t.relname);
+        END LOOP;
+    END $$";
+    let (report, schema) = cases_on_fresh_database(Backend::Postgres, None, open_every_table).await;
+    let config = Config::load(&tenantgate_tests::demo_config_path()).unwrap();
+    let model = Model::new(&config, &schema, Backend::Postgres).unwrap();
+    // The table of each read that saw another tenant's rows, in the order reported.
+    let mut leaking: Vec<String> = report
+        .failures
+        .iter()
+        .map(Failure::render)
+        .filter(|message| message.contains(" saw ") && message.contains("not tenant"))
+        .filter_map(|message| Some(message.split('`').nth(3)?.to_string()))
+        .collect();
+    leaking.dedup();
+    let tables: Vec<&str> = model.tables.iter().map(|table| table.name).collect();
+    assert_eq!(tables.len(), 12);
+    assert_eq!(leaking, tables);
 }
