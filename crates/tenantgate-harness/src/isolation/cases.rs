@@ -402,8 +402,8 @@ impl AppRole<'_> {
     }
 }
 
-/// What the cases of one table found, kept apart so that two connections can run the
-/// cases of different tables at once.
+/// What some of the cases found (one table's, as the application role), kept apart so that
+/// two connections can run the cases of different tables at once.
 #[derive(Default)]
 struct Tally {
     cases: usize,

@@ -368,10 +368,9 @@ async fn read_merged(
 /// row its part of the schema text is read from: its `pg_class` row (name, row-level
 /// security, grants, owner), its columns, defaults, constraints, indexes (and their
 /// `pg_class` rows: a rename), policies, triggers and inheritance, a view's rule, a
-/// sequence's owner. A statement that adds,
-/// changes or removes such a row changes the mark: a row it writes carries its own
-/// transaction id, newer than every row written before it on this database, so neither
-/// the count nor the sum comes out the same. The context covers what the texts of
+/// sequence's owner. A statement that adds, changes or removes such a row changes the
+/// mark: a row it writes carries its own transaction id, newer than every row written
+/// before it on this database, so neither the count nor the sum comes out the same. The context covers what the texts of
 /// every table depend on by name: the current schema and search path, the schemas,
 /// roles, functions, types, enum labels, domain constraints, operators, collations,
 /// extensions and what belongs to them. When the context changes, everything is read
@@ -541,9 +540,10 @@ pub(super) async fn read_changed(
         objects: renamed,
     };
     // Only relations gone (and nothing that named them changed): nothing to read.
-    let mut schema = match relations.is_empty() {
-        true => Schema::default(),
-        false => read_merged(conn, &current, &names, migrations_table, false, Some(only)).await?,
+    let mut schema = if relations.is_empty() {
+        Schema::default()
+    } else {
+        read_merged(conn, &current, &names, migrations_table, false, Some(only)).await?
     };
     let read_again = schema.tables.len();
     // A relation that is still there and unchanged kept its key (a new key is a change).
