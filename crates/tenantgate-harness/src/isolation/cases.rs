@@ -135,13 +135,7 @@ pub async fn run_behaviour(conn: &mut Conn, input: &BehaviourInput<'_>) -> Behav
     };
     match (rls, &mut *conn) {
         (Some(rls), Conn::Postgres(pg)) => {
-            // Half the tables' cases on a second connection, at once. Without one (the
-            // server refusing more connections), all of them on this one.
-            let mut second = PgConnection::connect(input.url).await.ok();
-            cases.as_the_app_role(pg, second.as_mut(), rls).await;
-            if let Some(second) = second {
-                let _ = second.close().await;
-            }
+            cases.as_the_app_role(pg, input.url, rls).await;
             if let Some(planted) = &planted {
                 cases.canary_cases(pg, rls, planted).await;
             }
@@ -683,14 +677,15 @@ impl<'r> Cases<'r, '_> {
     /// PostgreSQL, raw SQL as the application role acting as a tenant: row-level
     /// security must isolate tenants without any filter in the query.
     ///
-    /// With `second` (another connection to the database), every other table's cases run
-    /// on it at the same time: each case is a transaction rolled back, which the other
+    /// Every other table's cases run at the same time on a second connection to the
+    /// database at `url`: each case is a transaction rolled back, which the other
     /// connection never sees (at most it waits for one to end), and the findings are
-    /// reported in the tables' order as from one connection.
+    /// reported in the tables' order as from one connection. Without a second connection
+    /// (the server refusing one), all of them run on `conn`.
     async fn as_the_app_role(
         &mut self,
         conn: &mut PgConnection,
-        second: Option<&mut PgConnection>,
+        url: &str,
         rls: &RowLevelSecurity,
     ) {
         let model = self.model;
@@ -718,7 +713,12 @@ impl<'r> Cases<'r, '_> {
             }
         }
         let tables: Vec<(usize, &TableModel<'_>)> = model.tables.iter().enumerate().collect();
-        let mut tallies = match second {
+        let mut second = if tables.len() > 1 {
+            PgConnection::connect(url).await.ok()
+        } else {
+            None
+        };
+        let mut tallies = match &mut second {
             Some(conn) => {
                 let mut other = AppRole {
                     conn,
@@ -737,6 +737,9 @@ impl<'r> Cases<'r, '_> {
             }
             None => self.app_role_tables(&mut app, &tables).await,
         };
+        if let Some(second) = second {
+            let _ = second.close().await;
+        }
         tallies.sort_by_key(|(index, _)| *index);
         let mut seen_own = 0;
         for (_, tally) in tallies {
