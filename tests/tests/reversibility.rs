@@ -728,3 +728,84 @@ async fn a_migration_that_fails_at_its_commit_is_a_failure_not_applied() {
     );
     assert_eq!(report.steps.len(), 7, "0008 is not recorded as applied");
 }
+
+/// A migration as `sqlx::migrate!` would embed it.
+fn migration(version: i64, sql: &'static str) -> sqlx::migrate::Migration {
+    sqlx::migrate::Migration::new(
+        version,
+        format!("step {version}").into(),
+        sqlx::migrate::MigrationType::ReversibleUp,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        false,
+    )
+}
+
+/// The reversal pass applies each migration in one message ([`Conn::apply_tracked`]):
+/// it must leave the row sqlx would, say which tables the migration wrote, survive a
+/// script whose last line is a comment, and on a failure leave nothing of the script,
+/// report the script's own error and hand back a usable connection.
+#[tokio::test]
+async fn a_tracked_apply_is_sqlx_s_transaction_in_one_message() {
+    use tenantgate::db::Conn;
+    tenantgate_tests::with_fresh_database(Backend::Postgres, async |database| {
+        let table = "_sqlx_migrations";
+        let mut conn = Conn::connect(Backend::Postgres, &database.url).await?;
+        conn.ensure_migrations_table(table).await?;
+        let writes = conn.track_writes().await?.expect("PostgreSQL tracks writes");
+        let first = migration(
+            1,
+            "CREATE TABLE notes (id int PRIMARY KEY, body text);
+             CREATE TABLE other (id int);
+             INSERT INTO notes VALUES (1, 'a'), (2, 'b');
+             SELECT 42 AS a_row_of_the_script_s_own
+             -- the last line is a comment, with no newline after it",
+        );
+        let mark = writes.mark();
+        conn.apply_tracked(table, &first, true, Some(&writes)).await?;
+        assert!(writes.since(mark).contains("notes"), "{:?}", writes.since(mark));
+        let second = migration(2, "UPDATE notes SET body = 'c' WHERE id = 2");
+        let mark = writes.mark();
+        conn.apply_tracked(table, &second, true, Some(&writes)).await?;
+        let written = writes.since(mark);
+        assert!(written.contains("notes") && !written.contains("other"), "{written:?}");
+        assert!(!writes.everything_since(mark), "the tracked path was not taken");
+
+        // The rows sqlx writes: success, the checksum, a measured execution time.
+        let rows = conn
+            .texts(&format!(
+                "SELECT version || ' ' || success || ' ' || encode(checksum, 'hex') || ' ' || (execution_time > 0) FROM {table} ORDER BY version"
+            ))
+            .await?;
+        let hex = |m: &sqlx::migrate::Migration| {
+            m.checksum.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(
+            rows,
+            vec![
+                format!("1 true {} true", hex(&first)),
+                format!("2 true {} true", hex(&second))
+            ]
+        );
+
+        let failing = migration(
+            3,
+            "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table",
+        );
+        let error = conn
+            .apply_tracked(table, &failing, true, Some(&writes))
+            .await
+            .expect_err("the script fails");
+        let text = format!("{error:#}");
+        assert!(text.contains("no_such_table"), "{text}");
+        let left = conn
+            .count(&format!(
+                "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'half_done') + (SELECT count(*) FROM {table} WHERE version = 3)"
+            ))
+            .await?;
+        assert_eq!(left, 0, "nothing of the failed migration stays");
+        conn.close().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

@@ -557,13 +557,18 @@ const WRITTEN_SINCE: &str = "WITH RECURSIVE counted AS (
 SELECT CASE WHEN CAST(current_setting('track_counts') AS bool) THEN CAST(coalesce(json_agg(CASE WHEN n.nspname = current_schema() THEN c.relname::text ELSE n.nspname || '.' || c.relname END), '[]') AS text) END
 FROM written w JOIN pg_class c ON c.oid = w.relid JOIN pg_namespace n ON n.oid = c.relnamespace";
 
+/// Where a tracked migration's transaction keeps the [`WRITE_COUNTS`] it started with
+/// (`SET LOCAL`: gone at its end) for the [`WRITTEN_SINCE`] question after its script.
+const COUNTS_SETTING: &str = "tenantgate.write_counts";
+
 /// Applies (`up`) or reverts a migration as sqlx does (the script and the bookkeeping in
-/// one transaction, the execution time after), and notes in `writes` what the
-/// transaction wrote ([`WRITTEN_SINCE`]). In as many round trips as sqlx's, less one:
-/// `BEGIN` with the counts, the script, the bookkeeping with the question and `COMMIT`.
-/// Anything that goes wrong around the script rolls back and runs the migration as sqlx
-/// does, with everything counted as written; a migration that runs outside a transaction
-/// (`-- no-transaction`) is run so too.
+/// one transaction, the execution time recorded with it), and notes in `writes` what the
+/// transaction wrote ([`WRITTEN_SINCE`]). In one round trip, where sqlx's takes five:
+/// `BEGIN`, the counts kept in a setting, the script, the bookkeeping, the question and
+/// `COMMIT`, one message. Anything that goes wrong in it rolls back and runs the migration
+/// again as sqlx does (its error then says which statement failed, at which position of
+/// the script), with everything counted as written; a migration that runs outside a
+/// transaction (`-- no-transaction`) is run so too.
 async fn postgres_tracked(
     conn: &mut PgConnection,
     table: &str,
@@ -571,39 +576,20 @@ async fn postgres_tracked(
     writes: &Writes,
     up: bool,
 ) -> Result<Duration, MigrateError> {
-    use sqlx::{Executor, Row};
+    use sqlx::Row;
     if migration.no_tx {
         return untracked(conn, table, migration, writes, up).await;
     }
     let started = std::time::Instant::now();
-    // Every response read (`fetch_all`): an error in a later statement of a message must
-    // not go unseen.
-    let first =
-        |rows: Vec<sqlx::postgres::PgRow>| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound);
-    let counted = match sqlx::raw_sql(sqlx::AssertSqlSafe(format!("BEGIN; {WRITE_COUNTS}")))
-        .fetch_all(&mut *conn)
-        .await
-        .and_then(first)
-        .and_then(|row| row.try_get::<String, _>(0))
-    {
-        Ok(counted) => counted,
-        Err(_) => {
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-            return untracked(conn, table, migration, writes, up).await;
-        }
-    };
-    if let Err(error) = conn.execute(migration.sql.clone()).await {
-        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-        return Err(MigrateError::ExecuteMigration(error, migration.version));
-    }
     let bookkeeping = if up {
         let checksum: String = migration
             .checksum
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect();
+        // sqlx's execution time: from before `BEGIN` to its end, in nanoseconds.
         format!(
-            "INSERT INTO {table} ( version, description, success, checksum, execution_time ) VALUES ( {}, {}, TRUE, decode({}, 'hex'), -1 )",
+            "INSERT INTO {table} ( version, description, success, checksum, execution_time ) VALUES ( {}, {}, TRUE, decode({}, 'hex'), CAST(extract(epoch FROM clock_timestamp() - now()) * 1000000000 AS bigint) )",
             migration.version,
             literal(&migration.description),
             literal(&checksum),
@@ -611,19 +597,25 @@ async fn postgres_tracked(
     } else {
         format!("DELETE FROM {table} WHERE version = {}", migration.version)
     };
-    let question = WRITTEN_SINCE.replace("{counted}", &literal(&counted));
-    let answer = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "{bookkeeping}; {question}; COMMIT"
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .and_then(first)
-    .and_then(|row| row.try_get::<Option<String>, _>(0));
+    let counted = format!("current_setting('{COUNTS_SETTING}', true)");
+    let question = WRITTEN_SINCE.replace("{counted}", &counted);
+    // The script on lines of its own: a last line that is a comment ends there.
+    let batch = format!(
+        "BEGIN; SELECT set_config('{COUNTS_SETTING}', ({WRITE_COUNTS}), true);\n{}\n;\n{bookkeeping}; {question}; COMMIT",
+        migration.sql.as_str()
+    );
+    // Every response read (`fetch_all`): an error in a later statement of the message
+    // must not go unseen. The question's row comes last (the script's own rows before).
+    let answer = sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(|rows| rows.into_iter().last().ok_or(sqlx::Error::RowNotFound))
+        .and_then(|row| row.try_get::<Option<String>, _>(0));
     let written = match answer {
         Ok(written) => written,
         Err(_) => {
-            // The transaction stopped before or at its COMMIT (a deferred constraint):
-            // nothing of it stays.
+            // The transaction stopped before or at its COMMIT (the script failed, or a
+            // deferred constraint): nothing of it stays.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
             return untracked(conn, table, migration, writes, up).await;
         }
@@ -632,18 +624,7 @@ async fn postgres_tracked(
         Some(tables) => writes.record(tables),
         None => writes.record_everything(),
     }
-    let elapsed = started.elapsed();
-    if up {
-        #[allow(clippy::cast_possible_truncation)]
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE {table} SET execution_time = $1 WHERE version = $2"
-        )))
-        .bind(elapsed.as_nanos() as i64)
-        .bind(migration.version)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(elapsed)
+    Ok(started.elapsed())
 }
 
 /// Applies or reverts a migration as sqlx does; what it wrote is not known.
