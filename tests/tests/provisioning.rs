@@ -189,3 +189,60 @@ async fn a_missing_image_says_how_to_build_one() {
     }
     assert!(janitor.finish(false).await.is_empty());
 }
+
+/// A container of an image `cargo xtask pg-image` built starts from the cluster made when
+/// the image was built (a copy, not an `initdb`), with the password of this run; any
+/// other image (the official one) runs `initdb`. Either way only that password gets in.
+#[tokio::test]
+async fn a_built_image_s_container_starts_from_its_seed_cluster_with_its_own_password() {
+    use tenantgate_harness::pg_image::{LABEL, LABEL_VALUE};
+    let janitor = Janitor::new();
+    let options = PgOptions {
+        choice: PgProviderChoice::Container,
+        ..PgOptions::from_env()
+    };
+    let database = match provision::postgres(&options, &janitor).await {
+        Ok(database) => database,
+        Err(error) => panic!("a container of {} did not start: {error:#}", options.image),
+    };
+    // The image run: the one `pg-image` built for the default's major, if there is one.
+    let provision::Provider::Container { image } = database.provider.clone() else {
+        panic!("not a container: {}", database.provider);
+    };
+    assert!(connects(&database.url).await, "the run's password");
+    let wrong = database
+        .url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .password("not-the-password");
+    let refused =
+        tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&wrong)).await;
+    assert!(matches!(refused, Ok(Err(_))), "another password got in");
+
+    let sh = xshell::Shell::new().unwrap();
+    let format = format!("{{{{ index .Config.Labels \"{LABEL}\" }}}}");
+    let label = xshell::cmd!(sh, "docker image inspect --format {format} {image}")
+        .quiet()
+        .read()
+        .unwrap();
+    let owner = format!("label=tenantgate.owner-pid={}", std::process::id());
+    let ids = xshell::cmd!(sh, "docker ps -q --filter {owner}")
+        .quiet()
+        .read()
+        .unwrap();
+    let id = ids.lines().next().expect("this test's container is listed");
+    let logs = xshell::cmd!(sh, "docker logs {id}")
+        .quiet()
+        .ignore_stdout()
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stderr);
+    let seeded = logs.contains("cluster copied from the image's seed");
+    eprintln!("{image}: label `{label}`, started from its seed cluster: {seeded}");
+    assert_eq!(
+        seeded,
+        label.trim() == LABEL_VALUE,
+        "an image labelled {LABEL}={LABEL_VALUE} starts from its seed cluster, and only one: {logs}"
+    );
+    assert!(janitor.finish(false).await.is_empty());
+}

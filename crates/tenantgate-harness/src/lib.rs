@@ -116,6 +116,12 @@ pub mod pg_image {
     /// Tag of the image built from Debian packages.
     pub const DEFAULT_TAG: &str = "tenantgate/postgres:15";
 
+    /// The label an image built by `cargo xtask pg-image` carries, with [`LABEL_VALUE`]:
+    /// its containers start from the cluster made when it was built. An image without it
+    /// (an earlier build) is built again.
+    pub const LABEL: &str = "org.tenantgate.pg-image";
+    pub const LABEL_VALUE: &str = "seeded";
+
     /// The Debian suite that packages each PostgreSQL major `cargo xtask pg-image` builds.
     pub const SUITES: [(u32, &str); 3] = [(15, "bookworm"), (17, "trixie"), (18, "forky")];
 
