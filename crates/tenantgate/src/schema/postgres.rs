@@ -384,7 +384,9 @@ pub struct Marks {
 }
 
 /// Every relation of the user schemas ([`CURRENT_AND_USER_SCHEMAS`]) with the mark of its
-/// catalog rows, and the context (the same in every row). See [`Marks`]. Rows no schema
+/// catalog rows, after a first row (no relation) with the context, the current schema and
+/// the user schemas' names (what [`CURRENT_AND_USER_SCHEMAS`] answers, in the same round
+/// trip). See [`Marks`]. Rows no schema
 /// text shows and that come and go with another that it does are left out: the system
 /// columns (with the table's `pg_class` row), a foreign key's internal triggers (with its
 /// `pg_constraint` row): about half the rows the marks summed. Without parameters, so
@@ -440,9 +442,13 @@ WITH spaces AS MATERIALIZED (
     (SELECT count(*) || ':' || coalesce(sum(e.xmin::text::bigint), 0)
      FROM pg_depend e WHERE e.refclassid = 'pg_extension'::regclass)) AS text
 )
+SELECT NULL::oid, NULL::text, NULL::text, NULL::bool, NULL::text,
+       (SELECT text FROM context), current_schema()::text,
+       ARRAY(SELECT s.nspname::text FROM spaces s ORDER BY 1)
+UNION ALL
 SELECT r.oid, r.nspname::text, r.relname::text, r.relkind IN ('r', 'p'),
        r.xmin::text || ':' || coalesce(m.n, 0) || ':' || coalesce(m.total, 0),
-       (SELECT text FROM context)
+       NULL, NULL, NULL
 FROM rel r LEFT JOIN marks m ON m.relid = r.oid";
 
 /// The relations whose schema text names one of the relations `$1` (a foreign key to
@@ -478,20 +484,42 @@ pub(super) async fn read_changed(
     migrations_table: &str,
     previous: Option<(&Schema, &Marks)>,
 ) -> anyhow::Result<(Schema, Marks, Option<usize>)> {
-    let (current, names) = scope_names(conn, &Scope::Database).await?;
-    type MarkRow = (Oid, String, String, bool, String, String);
+    type MarkRow = (
+        Option<Oid>,
+        Option<String>,
+        Option<String>,
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<Vec<String>>,
+    );
     let rows: Vec<MarkRow> = sqlx::query_as(MARKS).fetch_all(&mut *conn).await?;
-    let mut marks = Marks {
-        context: rows.first().map(|row| row.5.clone()).unwrap_or_default(),
-        relations: BTreeMap::new(),
+    let mut marks = Marks::default();
+    let mut scope = None;
+    let mut relations = Vec::new();
+    for row in rows {
+        match row {
+            (None, .., context, current, names) => {
+                marks.context = context.unwrap_or_default();
+                scope = current.zip(names);
+            }
+            (Some(oid), Some(schema), Some(name), Some(table), Some(mark), ..) => {
+                relations.push((oid.0, schema, name, table, mark));
+            }
+            _ => anyhow::bail!("a row of the catalog marks had no relation name or mark"),
+        }
+    }
+    let Some((current, names)) = scope else {
+        anyhow::bail!("the catalog marks had no current schema (is the search_path empty?)");
     };
-    for (oid, schema, name, table, mark, _) in rows {
+    for (oid, schema, name, table, mark) in relations {
         let key = if schema == current {
             name
         } else {
             format!("{schema}.{name}")
         };
-        marks.relations.insert(oid.0, (key, table, mark));
+        marks.relations.insert(oid, (key, table, mark));
     }
     let previous =
         previous.filter(|(_, before)| !marks.context.is_empty() && before.context == marks.context);
