@@ -58,10 +58,11 @@ pub async fn plant(
         .enumerate()
         .map(|(position, tenant)| (tenant.clone(), format!("tgc{nonce:08x}t{position}")))
         .collect();
-    let mut tables = 0;
-    let mut bare = Vec::new();
+    // Each table's updates: a canary prefixed to a column's values (and the same
+    // suffixed, for when that is refused), per tenant.
+    let mut updates: Vec<Vec<(String, String)>> = Vec::new();
     for table in &model.tables {
-        let mut marked = false;
+        let mut planned = Vec::new();
         for (column, length, unique) in canary_columns(table) {
             let column_sql = quote(column);
             for (tenant, canary) in &canaries {
@@ -82,11 +83,25 @@ pub async fn plant(
                 let belongs = model.belongs(table, "t", tenant);
                 let name = quote_table(table.name);
                 let canary = literal(canary);
-                let prefixed =
-                    format!("UPDATE {name} t SET {column_sql} = {canary} || {old} WHERE {belongs}");
-                let suffixed =
-                    format!("UPDATE {name} t SET {column_sql} = {old} || {canary} WHERE {belongs}");
-                if conn.execute(&prefixed).await.is_ok() || conn.execute(&suffixed).await.is_ok() {
+                planned.push((
+                    format!("UPDATE {name} t SET {column_sql} = {canary} || {old} WHERE {belongs}"),
+                    format!("UPDATE {name} t SET {column_sql} = {old} || {canary} WHERE {belongs}"),
+                ));
+            }
+        }
+        updates.push(planned);
+    }
+    // Every prefix at once, in one message (one transaction: all or nothing); when one is
+    // refused, one by one, each suffixed where the prefix is refused.
+    let all: Vec<&str> = updates.iter().flatten().map(|(p, _)| p.as_str()).collect();
+    let at_once = !all.is_empty() && conn.execute(&all.join(";\n")).await.is_ok();
+    let mut tables = 0;
+    let mut bare = Vec::new();
+    for (table, planned) in model.tables.iter().zip(&updates) {
+        let mut marked = at_once && !planned.is_empty();
+        if !at_once {
+            for (prefixed, suffixed) in planned {
+                if conn.execute(prefixed).await.is_ok() || conn.execute(suffixed).await.is_ok() {
                     marked = true;
                 }
             }
@@ -113,28 +128,50 @@ pub async fn plant(
                 ))
             })?;
     }
-    let mut rows: std::collections::HashMap<String, Option<usize>> = Default::default();
-    for table in &model.tables {
-        if table.table.columns.len() < 2 {
-            continue;
-        }
-        for (position, tenant) in tenants.iter().enumerate() {
-            let texts = conn
-                .texts(&format!(
-                    "SELECT t::text FROM {} t WHERE {}",
+    // Every tenant's rows of every table, each row's text after its tenant's position;
+    // one query, or one per table and tenant when it fails (to name the table).
+    let reads: Vec<(&str, usize, String)> = model
+        .tables
+        .iter()
+        .filter(|table| table.table.columns.len() >= 2)
+        .flat_map(|table| {
+            tenants.iter().enumerate().map(|(position, tenant)| {
+                let sql = format!(
+                    "SELECT '{position}:' || t::text FROM {} t WHERE {}",
                     quote_table(table.name),
                     model.belongs(table, "t", tenant)
-                ))
-                .await
-                .map_err(|error| {
-                    Failure::new(format!("read the rows of `{}`: {error:#}", table.name))
-                })?;
-            for text in texts {
-                let entry = rows.entry(text).or_insert(Some(position));
-                if *entry != Some(position) {
-                    *entry = None;
-                }
+                );
+                (table.name, position, sql)
+            })
+        })
+        .collect();
+    let union: Vec<&str> = reads.iter().map(|(_, _, sql)| sql.as_str()).collect();
+    let at_once = if union.is_empty() {
+        Ok(Vec::new())
+    } else {
+        conn.texts(&union.join("\nUNION ALL\n")).await
+    };
+    let texts = match at_once {
+        Ok(texts) => texts,
+        Err(_) => {
+            let mut texts = Vec::new();
+            for (table, _, sql) in &reads {
+                texts.extend(conn.texts(sql).await.map_err(|error| {
+                    Failure::new(format!("read the rows of `{table}`: {error:#}"))
+                })?);
             }
+            texts
+        }
+    };
+    let mut rows: std::collections::HashMap<String, Option<usize>> = Default::default();
+    for text in texts {
+        let Some((position, text)) = text.split_once(':') else {
+            continue;
+        };
+        let position: Option<usize> = position.parse().ok();
+        let entry = rows.entry(text.to_string()).or_insert(position);
+        if *entry != position {
+            *entry = None;
         }
     }
     Ok(Planted {

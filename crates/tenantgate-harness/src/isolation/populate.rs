@@ -204,28 +204,49 @@ pub async fn count(
     .map_err(|error| Failure::new(format!("count the rows of `{}`: {error:#}", table.name)))
 }
 
-/// Rows per tenant over the tables with a tenant column.
+/// Rows per tenant over the tables with a tenant column: one query for all of them, or
+/// one per table when that fails (to name the table).
 async fn rows_per_tenant(
     conn: &mut Conn,
     model: &Model<'_>,
 ) -> Result<BTreeMap<TenantValue, i64>, Failure> {
-    let mut rows: BTreeMap<TenantValue, i64> = BTreeMap::new();
-    for table in &model.tables {
-        let Some(column) = table.tenant_column() else {
-            continue;
-        };
-        let sql = format!(
-            "SELECT CAST({c} AS TEXT) || ':' || CAST(count(*) AS TEXT) FROM {t} WHERE {c} IS NOT NULL GROUP BY {c}",
-            c = quote(column),
-            t = quote_table(table.name)
-        );
-        let counts = conn.texts(&sql).await.map_err(|error| {
-            Failure::new(format!("count the rows of `{}`: {error:#}", table.name))
-        })?;
-        for line in counts {
-            if let Some((tenant, n)) = line.rsplit_once(':') {
-                *rows.entry(TenantValue::new(tenant)).or_default() += n.parse::<i64>().unwrap_or(0);
+    let counts: Vec<(&str, String)> = model
+        .tables
+        .iter()
+        .filter_map(|table| {
+            let column = table.tenant_column()?;
+            Some((
+                table.name,
+                format!(
+                    "SELECT CAST({c} AS TEXT) || ':' || CAST(count(*) AS TEXT) FROM {t} WHERE {c} IS NOT NULL GROUP BY {c}",
+                    c = quote(column),
+                    t = quote_table(table.name)
+                ),
+            ))
+        })
+        .collect();
+    let union: Vec<&str> = counts.iter().map(|(_, sql)| sql.as_str()).collect();
+    let at_once = if union.is_empty() {
+        Ok(Vec::new())
+    } else {
+        conn.texts(&union.join("\nUNION ALL\n")).await
+    };
+    let lines = match at_once {
+        Ok(lines) => lines,
+        Err(_) => {
+            let mut lines = Vec::new();
+            for (table, sql) in &counts {
+                lines.extend(conn.texts(sql).await.map_err(|error| {
+                    Failure::new(format!("count the rows of `{table}`: {error:#}"))
+                })?);
             }
+            lines
+        }
+    };
+    let mut rows: BTreeMap<TenantValue, i64> = BTreeMap::new();
+    for line in lines {
+        if let Some((tenant, n)) = line.rsplit_once(':') {
+            *rows.entry(TenantValue::new(tenant)).or_default() += n.parse::<i64>().unwrap_or(0);
         }
     }
     Ok(rows)
