@@ -130,7 +130,7 @@ pub async fn plant(
     }
     // Every tenant's rows of every table, each row's text after its tenant's position;
     // one query, or one per table and tenant when it fails (to name the table).
-    let reads: Vec<(&str, usize, String)> = model
+    let reads: Vec<(&str, String)> = model
         .tables
         .iter()
         .filter(|table| table.table.columns.len() >= 2)
@@ -141,28 +141,11 @@ pub async fn plant(
                     quote_table(table.name),
                     model.belongs(table, "t", tenant)
                 );
-                (table.name, position, sql)
+                (table.name, sql)
             })
         })
         .collect();
-    let union: Vec<&str> = reads.iter().map(|(_, _, sql)| sql.as_str()).collect();
-    let at_once = if union.is_empty() {
-        Ok(Vec::new())
-    } else {
-        conn.texts(&union.join("\nUNION ALL\n")).await
-    };
-    let texts = match at_once {
-        Ok(texts) => texts,
-        Err(_) => {
-            let mut texts = Vec::new();
-            for (table, _, sql) in &reads {
-                texts.extend(conn.texts(sql).await.map_err(|error| {
-                    Failure::new(format!("read the rows of `{table}`: {error:#}"))
-                })?);
-            }
-            texts
-        }
-    };
+    let texts = super::populate::texts_of_all(conn, &reads, "read the rows of").await?;
     let mut rows: std::collections::HashMap<String, Option<usize>> = Default::default();
     for text in texts {
         let Some((position, text)) = text.split_once(':') else {
