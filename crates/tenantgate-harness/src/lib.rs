@@ -122,6 +122,19 @@ pub mod pg_image {
     pub const LABEL: &str = "org.tenantgate.pg-image";
     pub const LABEL_VALUE: &str = "seeded";
 
+    /// Whether the image `tag` carries [`LABEL`]`=`[`LABEL_VALUE`]; `None` when the
+    /// engine has no such image (or does not answer).
+    pub fn seeded(tag: &str) -> Option<bool> {
+        let shell = xshell::Shell::new().ok()?;
+        let format = format!("{{{{ index .Config.Labels \"{LABEL}\" }}}}");
+        let found = xshell::cmd!(shell, "docker image inspect --format {format} {tag}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()?;
+        Some(found.trim() == LABEL_VALUE)
+    }
+
     /// The Debian suite that packages each PostgreSQL major `cargo xtask pg-image` builds.
     pub const SUITES: [(u32, &str); 3] = [(15, "bookworm"), (17, "trixie"), (18, "forky")];
 

@@ -68,7 +68,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     chown postgres:postgres "$PGDATA" /var/run/postgresql
     chmod 700 "$PGDATA"
     if [ -s "$SEED/PG_VERSION" ] && [ "$POSTGRES_USER" = postgres ] && [ "$POSTGRES_DB" = postgres ] \
-        && [ "$AUTH" = scram-sha-256 ] && [ -n "${POSTGRES_PASSWORD:-}" ] \
+        && [ "$AUTH" = scram-sha-256 ] \
         && { [ -z "${POSTGRES_INITDB_ARGS:-}" ] || [ "$POSTGRES_INITDB_ARGS" = --no-sync ]; }; then
         cp -a "$SEED/." "$PGDATA/"
         quoted=$(printf '%s' "$POSTGRES_PASSWORD" | sed "s/'/''/g")
@@ -139,22 +139,16 @@ impl PgImage {
             );
         }
         if !self.force {
-            let label = format!(
-                "{{{{ index .Config.Labels \"{}\" }}}}",
-                crate::pg_image::LABEL
-            );
-            match cmd!(sh, "docker image inspect --format {label} {tag}")
-                .quiet()
-                .ignore_stderr()
-                .read()
-            {
-                Ok(found) if found.trim() == crate::pg_image::LABEL_VALUE => {
+            match crate::pg_image::seeded(tag) {
+                Some(true) => {
                     eprintln!("pg-image: {tag} already exists (pass --force to rebuild)");
                     return Ok(std::process::ExitCode::SUCCESS);
                 }
                 // An image of an earlier build starts containers without the seed cluster.
-                Ok(_) => eprintln!("pg-image: {tag} was built without a seed cluster; rebuilding"),
-                Err(_) => {}
+                Some(false) => {
+                    eprintln!("pg-image: {tag} was built without a seed cluster; rebuilding")
+                }
+                None => {}
             }
         }
         if cmd!(sh, "debootstrap --version")
@@ -208,28 +202,20 @@ impl PgImage {
 
         let tarball = work.path().join("rootfs.tar");
         eprintln!("pg-image: importing as {tag}");
-        let path_env = format!(
-            "ENV PATH=/usr/lib/postgresql/{major}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-        );
+        let settings = image_settings(major);
+        let changes = &settings;
         cmd!(sh, "tar -C {root} -cf {tarball} .")
             .quiet()
             .run()
             .context("pack the root file system")?;
-        cmd!(
-            sh,
-            "docker import
-                --change 'ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]'
-                --change {path_env}
-                --change 'EXPOSE 5432'
-                {tarball} {tag}"
-        )
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("docker import the root file system")?;
+        cmd!(sh, "docker import {changes...} {tarball} {tag}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("docker import the root file system")?;
         work.close().context("remove the work folder")?;
         eprintln!("pg-image: making the cluster new containers copy");
-        make_seed(&sh, tag, &path_env)?;
+        make_seed(&sh, tag, &settings)?;
         eprintln!(
             "pg-image: built {tag}; use it with TENANTGATE_PG_IMAGE={tag} or --pg-image {tag}"
         );
@@ -237,9 +223,25 @@ impl PgImage {
     }
 }
 
+/// The image's settings, as `docker import` and `docker commit` take them: its
+/// entrypoint, `PATH` and port.
+fn image_settings(major: u32) -> Vec<String> {
+    [
+        r#"ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]"#.to_string(),
+        format!(
+            "ENV PATH=/usr/lib/postgresql/{major}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        ),
+        "EXPOSE 5432".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|setting| ["--change".to_string(), setting])
+    .collect()
+}
+
 /// Runs the image's entrypoint with `--make-seed` (an `initdb` into the image's seed
-/// folder) and commits the result under the same tag, with the import's settings.
-fn make_seed(sh: &Shell, tag: &str, path_env: &str) -> anyhow::Result<()> {
+/// folder) and commits the result under the same tag, with the import's `settings`, no
+/// command and the label that says so.
+fn make_seed(sh: &Shell, tag: &str, settings: &[String]) -> anyhow::Result<()> {
     let seeding = format!("tenantgate-pg-seed-{}", std::process::id());
     let label = format!(
         "LABEL {}={}",
@@ -254,13 +256,7 @@ fn make_seed(sh: &Shell, tag: &str, path_env: &str) -> anyhow::Result<()> {
         .and_then(|()| {
             cmd!(
                 sh,
-                "docker commit
-                    --change 'ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]'
-                    --change 'CMD []'
-                    --change {path_env}
-                    --change 'EXPOSE 5432'
-                    --change {label}
-                    {seeding} {tag}"
+                "docker commit {settings...} --change 'CMD []' --change {label} {seeding} {tag}"
             )
             .quiet()
             .ignore_stdout()
