@@ -145,7 +145,7 @@ pub async fn plant(
             })
         })
         .collect();
-    let texts = super::populate::texts_of_all(conn, &reads, "read the rows of").await?;
+    let texts = super::texts_of_all(conn, &reads, "read the rows of").await?;
     let mut rows: std::collections::HashMap<String, Option<usize>> = Default::default();
     for text in texts {
         let Some((position, text)) = text.split_once(':') else {

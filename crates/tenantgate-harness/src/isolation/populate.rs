@@ -225,7 +225,7 @@ async fn rows_per_tenant(
             ))
         })
         .collect();
-    let lines = texts_of_all(conn, &counts, "count the rows of").await?;
+    let lines = super::texts_of_all(conn, &counts, "count the rows of").await?;
     let mut rows: BTreeMap<TenantValue, i64> = BTreeMap::new();
     for line in lines {
         if let Some((tenant, n)) = line.rsplit_once(':') {
@@ -233,32 +233,6 @@ async fn rows_per_tenant(
         }
     }
     Ok(rows)
-}
-
-/// The texts `queries` answer (each `(table, SQL)` with one text column), asked as one
-/// `UNION ALL` in one round trip; when that fails, one query at a time, so that the
-/// failure names its table (`what` was asked of it: "count the rows of").
-pub(super) async fn texts_of_all(
-    conn: &mut Conn,
-    queries: &[(&str, String)],
-    what: &str,
-) -> Result<Vec<String>, Failure> {
-    if queries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let union: Vec<&str> = queries.iter().map(|(_, sql)| sql.as_str()).collect();
-    if let Ok(texts) = conn.texts(&union.join("\nUNION ALL\n")).await {
-        return Ok(texts);
-    }
-    let mut texts = Vec::new();
-    for (table, sql) in queries {
-        texts.extend(
-            conn.texts(sql)
-                .await
-                .map_err(|error| Failure::new(format!("{what} `{table}`: {error:#}")))?,
-        );
-    }
-    Ok(texts)
 }
 
 /// `" OVERRIDING SYSTEM VALUE"` when explicit values go into a `GENERATED ALWAYS` identity.

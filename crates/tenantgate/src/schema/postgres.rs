@@ -386,12 +386,11 @@ pub struct Marks {
 /// Every relation of the user schemas ([`CURRENT_AND_USER_SCHEMAS`]) with the mark of its
 /// catalog rows, after a first row (no relation) with the context, the current schema and
 /// the user schemas' names (what [`CURRENT_AND_USER_SCHEMAS`] answers, in the same round
-/// trip). See [`Marks`]. Rows no schema
-/// text shows and that come and go with another that it does are left out: the system
-/// columns (with the table's `pg_class` row), a foreign key's internal triggers (with its
-/// `pg_constraint` row): about half the rows the marks summed. Without parameters, so
-/// that it is planned once per connection (with the schemas as a parameter, every
-/// execution was planned anew: 1.5 ms).
+/// trip). See [`Marks`]. Rows no schema text shows and that come and go with another
+/// that it does are left out: the system columns (with the table's `pg_class` row), a
+/// foreign key's internal triggers (with its `pg_constraint` row): about half the rows the
+/// marks summed. Without parameters, so that it is planned once per connection (with the
+/// schemas as a parameter, every execution was planned anew: 1.5 ms).
 const MARKS: &str = "
 WITH spaces AS MATERIALIZED (
   SELECT s.oid, s.nspname FROM pg_namespace s
