@@ -564,7 +564,22 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
     let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
         .await
         .remove(0);
-    assert_notes(&report, "rehearsed in two halves at once");
+    // The first database rehearsed a part with 0010 in it, then applied the rest and
+    // ran the cases beside the second's rehearsal of the part with 0045.
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.contains("rehearsed in two halves at once"))
+        .unwrap_or_else(|| panic!("{:#?}", report.notes));
+    let end = note
+        .split("0001–")
+        .nth(1)
+        .and_then(|rest| rest.get(..4))
+        .and_then(|end| end.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("{note}"));
+    assert!((10..45).contains(&end), "{note}");
+    assert!(note.contains("ran the final checks and the cases"), "{note}");
+    assert!(report.isolation_cases > 0);
     let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
     assert_eq!(versions, (1..=52).collect::<Vec<i64>>());
     let outcome = report
@@ -599,6 +614,38 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
         "{:#?}",
         failures(&report)
     );
+}
+
+/// A migration of the second half that does not apply stops the history there, named
+/// once, although the first database met it first (applying it plainly): the steps end
+/// before it and what the first half's reversals found still counts.
+#[tokio::test]
+async fn a_long_history_stops_at_a_broken_migration_of_its_second_half() {
+    let scratch = Scratch::new().unwrap();
+    add_fillers(&scratch, 44, |version| match version {
+        10 => (String::new(), "DELETE FROM gift_cards;\n".to_string()),
+        45 => ("SELECT 1 / 0;\n".to_string(), String::new()),
+        _ => (String::new(), String::new()),
+    });
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    assert!(!report.passed());
+    let fatal = report.fatal.as_ref().expect("the rehearsal stops");
+    assert!(
+        fatal.render().contains("0045_create_filler_037.up.sql")
+            && fatal.render().contains("division by zero"),
+        "{}",
+        fatal.render()
+    );
+    let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
+    assert_eq!(versions, (1..=44).collect::<Vec<i64>>());
+    assert_fails_with(
+        &report,
+        "reversibility",
+        &["0010_create_filler_002.down.sql loses data"],
+    );
+    assert_eq!(report.isolation_cases, 0, "no cases after a stopped history");
 }
 
 /// Roles belong to the whole server: a history that drops one is rehearsed on one

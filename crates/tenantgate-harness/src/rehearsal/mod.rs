@@ -428,14 +428,15 @@ async fn open(
     Ok((conn, writes))
 }
 
-/// How a PostgreSQL history uses a second database of its server, beside the first.
+/// How a PostgreSQL history uses a second database of its server, beside the first
+/// ([`halves`]).
 #[derive(Clone, Copy, Debug)]
 enum Split {
-    /// A long history in two halves at once ([`halves`]): the second half starts at this
-    /// index.
+    /// The first database rehearses the history up to this index and applies the rest
+    /// plainly; the second applies it up to there and rehearses the rest.
     Halves(usize),
     /// The reversal pass rehearses the history on the second database while the first
-    /// applies it plainly and goes on to the final checks, the snapshot and the cases.
+    /// applies it plainly (`Halves(0)`).
     Beside,
 }
 
@@ -445,6 +446,14 @@ impl Split {
         match self {
             Split::Halves(_) => "for the history's second half",
             Split::Beside => "for the reversal pass",
+        }
+    }
+
+    /// Where the second database starts rehearsing.
+    fn at(self) -> usize {
+        match self {
+            Split::Halves(at) => at,
+            Split::Beside => 0,
         }
     }
 }
@@ -474,20 +483,18 @@ fn split(config: &Config, set: &MigrationSet, options: Options) -> Result<Option
     {
         return Ok(None);
     }
-    let long = to_reverse >= halves::HALVES_FROM;
+    let long = to_reverse >= halves::SAYS_WHY_FROM;
     let texts = halves::texts(&migrations, |v| set.down_of(v), |v, up| set.file(v, up));
     if let Some(why) = halves::server_wide(texts.iter().map(|(sql, file)| (*sql, file.clone()))) {
         // A short history loses a fraction of a second to it: not worth a note.
         return if long { Err(why) } else { Ok(None) };
     }
-    if !long {
-        return Ok(Some(Split::Beside));
-    }
-    let at = halves::split_at(&reversed);
-    Ok(Some(if (1..reversed.len()).contains(&at) {
-        Split::Halves(at)
-    } else {
-        Split::Beside
+    let final_cost = halves::final_cost(migrations.iter().map(|m| m.sql.as_str()), |table| {
+        config.is_global(table)
+    });
+    Ok(Some(match halves::split_at(&reversed, final_cost) {
+        0 => Split::Beside,
+        at => Split::Halves(at),
     }))
 }
 
@@ -589,13 +596,13 @@ struct Rehearsal<'r, 'a> {
     /// A second database of the server and what it is for ([`Split`]), taken when the
     /// migrations are applied.
     second: Option<Second>,
-    /// How many migrations this rehearsal has applied plainly, for one that rehearses
-    /// them on another database of the server at the same time ([`Rehearsal::follows`]).
-    applied: Option<tokio::sync::watch::Sender<usize>>,
-    /// The other database's plain applies: this rehearsal applies each migration after
-    /// that one did, so that the two never run the same migration at once (both would
-    /// create the same role, and one would fail for it).
-    follows: Option<tokio::sync::watch::Receiver<usize>>,
+    /// With a second database of the server, a lock for each migration (by its index in
+    /// the history) that writes what the whole server shares ([`halves::shares_server`]),
+    /// held while a database applies, reverses and reads it: the two never run such a
+    /// migration at once (both would create the same role unless it existed, and one
+    /// would fail for it). Others are not locked: the first database's plain applies
+    /// overtake the second's rehearsal.
+    exclusive: Option<std::sync::Arc<[Option<tokio::sync::Mutex<()>>]>>,
     /// The pass stopped on a failure that its outcome explains (a migration that did not
     /// apply again after its down).
     outcome_due: bool,
@@ -637,8 +644,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             seed_time: Duration::ZERO,
             generate_time: Duration::ZERO,
             second: None,
-            applied: None,
-            follows: None,
+            exclusive: None,
             outcome_due: false,
             last_read: None,
         }
@@ -663,8 +669,8 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 Failure::new(format!("create the migrations table `{table}`: {error}"))
             })?;
         self.known_tables = self.tables().await?;
-        if let Some(second) = self.second.take_if(|s| matches!(s.split, Split::Beside)) {
-            return self.reverse_beside(second).await;
+        if let Some(second) = self.second.take() {
+            return self.rehearse_split(second).await;
         }
         self.apply_all().await?;
         self.reconnect_for_checks().await?;
@@ -706,25 +712,12 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
             .map_err(|error| Failure::new(format!("introspect the schema after {file}: {error:#}")))
     }
 
-    /// Every migration in order: apply, reverse, note its tables, check the step, seed; a
-    /// long PostgreSQL history in two halves at once ([`halves`]).
+    /// Every migration in order: apply, reverse, note its tables, check the step, seed.
     async fn apply_all(&mut self) -> Result<(), Failure> {
         let phase = Instant::now();
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
         self.note_baseline(&migrations);
-        let applied = match self.second.take() {
-            Some(Second {
-                split: Split::Halves(at),
-                conn,
-                url,
-                writes,
-            }) => {
-                self.apply_in_halves(&migrations, (at, conn, url, writes))
-                    .await
-            }
-            _ => self.apply_range(&migrations, 0).await,
-        };
-        if let Err(fatal) = applied {
+        if let Err(fatal) = self.apply_range(&migrations, 0, true).await {
             self.close_failed_pass();
             return Err(fatal);
         }
@@ -787,12 +780,14 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         }
     }
 
-    /// `migrations` in order on this rehearsal's database: the first `plain` only applied
-    /// (their tables noted, the fixture loaded at its version), the rest rehearsed.
+    /// `migrations` (from index `from` of the history) in order on this rehearsal's
+    /// database: rehearsed, or with `rehearse` false only applied (their tables noted, the
+    /// fixture loaded at its version).
     async fn apply_range(
         &mut self,
         migrations: &[sqlx::migrate::Migration],
-        plain: usize,
+        from: usize,
+        rehearse: bool,
     ) -> Result<(), Failure> {
         // The database as it is now, when it was read after the last step and nothing has
         // changed it since: the state before the next migration, read once per step, not
@@ -805,22 +800,22 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
                 .fixtures
                 .as_ref()
                 .is_some_and(|f| f.seed_at_version == migration.version);
-            if index < plain {
+            let exclusive = self.exclusive.clone();
+            let _running = match exclusive
+                .as_deref()
+                .and_then(|locks| locks[from + index].as_ref())
+            {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            if !rehearse {
                 self.apply(migration, &file).await?;
-                if let Some(applied) = &self.applied {
-                    applied.send_replace(index + 1);
-                }
                 self.note_tables(&file).await?;
                 self.dangling_foreign_keys(&file).await;
                 if seeds {
                     self.seed(migration.version).await?;
                 }
                 continue;
-            }
-            if let Some(follows) = &mut self.follows {
-                // An error: the other database stopped (on a failure this one will meet
-                // too, or that is moot); this one goes on alone.
-                let _ = follows.wait_for(|applied| *applied > index).await;
             }
             let reverse = self.options.reversibility && !self.config.in_baseline(migration.version);
             let before = match (reverse, current.take()) {
@@ -872,141 +867,112 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         Ok(())
     }
 
-    /// [`halves`]: this database rehearses `..at` while `second` (a database on the same
-    /// server) applies `..at` and rehearses `at..`; the second's findings follow the
-    /// first's, and its database, at the end of the history, is the one the final checks
-    /// and the cases run on.
-    async fn apply_in_halves(
-        &mut self,
-        migrations: &[sqlx::migrate::Migration],
-        (at, conn, url, writes): (usize, Conn, String, Option<tenantgate::db::Writes>),
-    ) -> Result<(), Failure> {
-        let mut report = self.second_report();
-        let mut second = self
-            .on_the_second_database((conn, url, writes), &mut report)
-            .await?;
-        // The second applies `..at` plainly, this one rehearses it after it.
-        let (applied, follows) = tokio::sync::watch::channel(0);
-        second.applied = Some(applied);
-        self.follows = Some(follows);
-        let started = Instant::now();
-        let (first, second_result) = tokio::join!(
-            async {
-                let result = self.apply_range(&migrations[..at], 0).await;
-                (result, started.elapsed())
-            },
-            async {
-                let result = second.apply_range(migrations, at).await;
-                second.applied = None;
-                (result, started.elapsed())
-            },
-        );
-        self.follows = None;
-        let ((first, first_took), (second_result, second_took)) = (first, second_result);
-        let wall = started.elapsed();
-        if let Err(fatal) = first {
-            // The history stops where the first half failed; the second's work is moot.
-            if let Some(conn) = second.conn.take() {
-                conn.close().await;
-            }
-            return Err(fatal);
-        }
-        // The reversals' share of the time both databases were busy, of the wall time.
-        let busy = (first_took + second_took)
-            .as_secs_f64()
-            .max(f64::MIN_POSITIVE);
-        let reversing = self.reversibility.time + second.reversibility.time;
-        self.reversibility.time = wall.mul_f64((reversing.as_secs_f64() / busy).min(1.0));
-        self.absorb(&mut second);
-        self.created_by = std::mem::take(&mut second.created_by);
-        self.known_tables = std::mem::take(&mut second.known_tables);
-        self.seeded = second.seeded.take().or(self.seeded.take());
-        self.seed_time = self.seed_time.max(second.seed_time);
-        if let Some(conn) = self.conn.take() {
-            conn.close().await;
-        }
-        self.conn = second.conn.take();
-        self.url = std::mem::take(&mut second.url);
-        drop(second);
-        let from = migrations[at].version;
-        self.report
-            .steps
-            .extend(report.steps.into_iter().filter(|s| s.version >= from));
-        self.report.notes.append(&mut report.notes);
-        self.report.isolation_steps_checked += report.isolation_steps_checked;
-        let (first_version, last) = (
-            migrations[0].version,
-            migrations[migrations.len() - 1].version,
-        );
-        self.report.notes.push(format!(
-            "reversibility: rehearsed in two halves at once, on two databases of the server: {first_version:04}–{:04} on one, {from:04}–{last:04} on the other after it applied {first_version:04}–{:04}",
-            migrations[at - 1].version,
-            migrations[at - 1].version,
-        ));
-        second_result
-    }
-
-    /// [`Split::Beside`]: `second` (a database on the same server) rehearses every
-    /// migration (applies, reverses, reads, checks each step) while this database applies
-    /// them plainly and goes on to the final checks, the snapshot and the cases; the
-    /// rehearsal's findings are merged before the final checks' outcomes are completed
-    /// with them. A failure that stops the rehearsal stops the history, as it does on one
-    /// database.
-    async fn reverse_beside(&mut self, second: Second) -> Result<(), Failure> {
+    /// [`Split`]: this database rehearses the history up to `at`, applies the rest plainly
+    /// and goes on to the final checks, the snapshot and the cases, while `second` (a
+    /// database on the same server) applies the history up to `at` and rehearses the rest
+    /// ([`halves`]). The second's findings are merged before the final checks' outcomes
+    /// are completed with them. A failure that stops either rehearsal stops the history
+    /// there, as on one database.
+    async fn rehearse_split(&mut self, second: Second) -> Result<(), Failure> {
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
         self.note_baseline(&migrations);
+        let at = second.split.at();
         let mut report = self.second_report();
-        let mut reversal = self
+        let mut other = self
             .on_the_second_database((second.conn, second.url, second.writes), &mut report)
             .await?;
-        let (applied, follows) = tokio::sync::watch::channel(0);
-        self.applied = Some(applied);
-        reversal.follows = Some(follows);
+        let shares_server = |version: i64, sql: &str| {
+            halves::shares_server(sql)
+                || self
+                    .set
+                    .down_of(version)
+                    .is_some_and(|down| halves::shares_server(down.sql.as_str()))
+        };
+        let locks: std::sync::Arc<[Option<tokio::sync::Mutex<()>>]> = migrations
+            .iter()
+            .map(|m| shares_server(m.version, m.sql.as_str()).then(|| tokio::sync::Mutex::new(())))
+            .collect();
+        self.exclusive = Some(std::sync::Arc::clone(&locks));
+        other.exclusive = Some(locks);
         let started = Instant::now();
-        let (main, reversed) = tokio::join!(
+        let (main, rehearsed) = tokio::join!(
             async {
-                let applied = self.apply_range(&migrations, migrations.len()).await;
-                // Done or stopped: the rehearsing database no longer waits for this one.
-                self.applied = None;
-                applied?;
-                let migrate = started.elapsed().saturating_sub(self.seed_time);
-                self.reconnect_for_checks().await?;
-                let reads = self.final_reads().await?;
+                if let Err(fatal) = self.apply_range(&migrations[..at], 0, true).await {
+                    return Err((true, fatal));
+                }
+                let applied = self.apply_range(&migrations[at..], at, false).await;
+                self.exclusive = None;
+                let done = started.elapsed();
+                let stopped = |fatal| (false, fatal);
+                applied.map_err(stopped)?;
+                self.reconnect_for_checks().await.map_err(stopped)?;
+                let reads = self.final_reads().await.map_err(stopped)?;
                 let behaviour = self.isolation_cases(&reads.schema).await;
-                Ok::<_, Failure>((migrate, reads, behaviour))
+                Ok((done, reads, behaviour))
             },
             async {
-                let result = reversal.apply_range(&migrations, 0).await;
+                let mut result = other.apply_range(&migrations[..at], 0, false).await;
+                if result.is_ok() {
+                    result = other.apply_range(&migrations[at..], at, true).await;
+                }
                 (result, started.elapsed())
             },
         );
-        let (reversed, reversal_took) = reversed;
-        self.absorb(&mut reversal);
-        self.reversibility.time = reversal_took;
-        if let Some(conn) = reversal.conn.take() {
+        let (rehearsed, other_took) = rehearsed;
+        if let Some(conn) = other.conn.take() {
             conn.close().await;
         }
-        drop(reversal);
+        let main = match main {
+            // The history stops where this database's part failed; the other's is moot.
+            Err((true, fatal)) => {
+                self.close_failed_pass();
+                return Err(fatal);
+            }
+            Err((false, fatal)) => Err(fatal),
+            Ok(main) => Ok(main),
+        };
+        let own_reversals = self.reversibility.time;
+        self.absorb(&mut other);
+        drop(other);
         self.report.notes.append(&mut report.notes);
         self.report.isolation_steps_checked += report.isolation_steps_checked;
-        if let Err(fatal) = reversed {
-            // The history stops where its rehearsal did; the steps are the rehearsal's.
-            self.report.steps = report.steps;
+        let from = migrations.get(at).map_or(i64::MAX, |m| m.version);
+        if let Err(fatal) = rehearsed {
+            // The history stops where the second's rehearsal did; from `at` on, the
+            // steps are the second's.
+            self.report.steps.retain(|s| s.version < from);
+            self.report
+                .steps
+                .extend(report.steps.into_iter().filter(|s| s.version >= from));
             self.close_failed_pass();
             return Err(fatal);
         }
-        let (migrate, mut reads, behaviour) = match main {
+        let (done, mut reads, behaviour) = match main {
             Ok(main) => main,
             Err(fatal) => {
                 self.close_pass();
                 return Err(fatal);
             }
         };
+        // The history's time: this database's plain work (its migrations less its own
+        // reversals and the fixture), and the reversal pass's share, the rest: its own
+        // reversals and the time the second database took beyond its migrations.
+        let migrate = done
+            .saturating_sub(own_reversals)
+            .saturating_sub(self.seed_time);
+        self.reversibility.time = other_took.saturating_sub(done) + own_reversals;
         self.report.phases.push(("migrate", migrate));
         self.close_pass();
-        self.report.notes.push(
-            "reversibility: rehearsed on a second database of the server, beside the final checks and the cases on the first".to_string(),
-        );
+        self.report.notes.push(match at {
+            0 => "reversibility: rehearsed on a second database of the server, beside the final checks and the cases on the first".to_string(),
+            _ => {
+                let (first, last) = (migrations[0].version, migrations[migrations.len() - 1].version);
+                let before = migrations[at - 1].version;
+                format!(
+                    "reversibility: rehearsed in two halves at once, on two databases of the server: {first:04}–{before:04} on the first, which then applied {from:04}–{last:04} and ran the final checks and the cases; {from:04}–{last:04} on the second after it applied {first:04}–{before:04}"
+                )
+            }
+        });
         self.final_checks(&mut reads);
         self.snapshot(&reads.schema);
         self.record_behaviour(behaviour);
