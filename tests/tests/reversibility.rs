@@ -578,7 +578,10 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
         .and_then(|end| end.parse::<i64>().ok())
         .unwrap_or_else(|| panic!("{note}"));
     assert!((10..45).contains(&end), "{note}");
-    assert!(note.contains("ran the final checks and the cases"), "{note}");
+    assert!(
+        note.contains("ran the final checks and the cases"),
+        "{note}"
+    );
     assert!(report.isolation_cases > 0);
     let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
     assert_eq!(versions, (1..=52).collect::<Vec<i64>>());
@@ -645,7 +648,10 @@ async fn a_long_history_stops_at_a_broken_migration_of_its_second_half() {
         "reversibility",
         &["0010_create_filler_002.down.sql loses data"],
     );
-    assert_eq!(report.isolation_cases, 0, "no cases after a stopped history");
+    assert_eq!(
+        report.isolation_cases, 0,
+        "no cases after a stopped history"
+    );
 }
 
 /// Roles belong to the whole server: a history that drops one is rehearsed on one
@@ -774,6 +780,50 @@ async fn a_migration_that_fails_at_its_commit_is_a_failure_not_applied() {
         fatal.render()
     );
     assert_eq!(report.steps.len(), 7, "0008 is not recorded as applied");
+}
+
+/// A rehearsal's SQLite database does without durability (its journal in memory, no
+/// syncs), and the app's own migration PRAGMAs win over that: a migration sees the
+/// journal mode the app asks for (it fails, `abs` overflowing, when it sees another).
+#[tokio::test]
+async fn the_app_s_migration_pragmas_win_over_the_rehearsal_s_own() {
+    for (pragma, expected) in [(None, "memory"), (Some("journal_mode = \"wal\""), "wal")] {
+        let scratch = Scratch::new().unwrap();
+        if let Some(pragma) = pragma {
+            let path = scratch.config_path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let edited = text.replacen(
+                "[sqlite]\n",
+                &format!("[sqlite]\nmigration_pragmas = {{ {pragma} }}\n"),
+                1,
+            );
+            assert_ne!(edited, text, "the demo configuration has a [sqlite] table");
+            std::fs::write(&path, edited).unwrap();
+        }
+        scratch
+            .add_migration(
+                Backend::Sqlite,
+                "0008",
+                "journal_mode_seen",
+                &format!(
+                    "SELECT CASE WHEN (SELECT journal_mode FROM pragma_journal_mode) = '{expected}' THEN 1 ELSE abs(-9223372036854775808) END;\n"
+                ),
+                "SELECT 1;\n",
+            )
+            .unwrap();
+        scratch
+            .exempt_from_parity("0008_journal_mode_seen", Backend::Sqlite)
+            .unwrap();
+        let report = rehearse(&scratch.config().unwrap(), &[Backend::Sqlite])
+            .await
+            .remove(0);
+        assert!(
+            report.fatal.is_none(),
+            "{expected}: {}",
+            report.fatal.as_ref().unwrap().render()
+        );
+        assert_eq!(report.steps.len(), 8, "{expected}");
+    }
 }
 
 /// A migration as `sqlx::migrate!` would embed it.
