@@ -1,7 +1,9 @@
 //! Section `end-to-end`: warm `cargo xtask migrate-test` (both backends, as a developer
 //! runs it) against the sum of its raw parts, measured in the same run: provision the
 //! databases, apply every migration, introspect the schema. The ratio is what the harness
-//! adds: checks, snapshots, isolation cases, reports, cleanup.
+//! adds: checks, snapshots, isolation cases, reports, cleanup. Also what `cargo` itself
+//! adds before the harness starts (`cargo xtask --help`: its check that nothing needs
+//! building, and the binary's start), and the ratio without it.
 
 use std::time::{Duration, Instant};
 
@@ -20,11 +22,13 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
         "end-to-end: {runs} runs of `cargo xtask migrate-test` and of its raw parts"
     ));
     let mut whole = Vec::new();
+    let mut cargo = Vec::new();
     let mut parts = Vec::new();
     let mut postgres_parts = Vec::new();
     let mut sqlite_parts = Vec::new();
     for _ in 0..runs {
         whole.push(migrate_test(context).await?);
+        cargo.push(cargo_alone().await?);
         let postgres = raw_parts(context, Backend::Postgres).await?;
         let sqlite = raw_parts(context, Backend::Sqlite).await?;
         postgres_parts.push(postgres);
@@ -34,6 +38,9 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
     let whole = Stats::of(&whole);
     let parts = Stats::of(&parts);
     let ratio = whole.median_ms / parts.median_ms.max(f64::MIN_POSITIVE);
+    let cargo = Stats::of(&cargo);
+    let without_cargo =
+        (whole.median_ms - cargo.median_ms) / parts.median_ms.max(f64::MIN_POSITIVE);
     results.measurements.push(Measurement {
         section: Section::EndToEnd,
         name: "raw parts: postgres (container, apply, introspect)".to_string(),
@@ -62,6 +69,15 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
         stats: whole.clone(),
         note: None,
     });
+    results.measurements.push(Measurement {
+        section: Section::EndToEnd,
+        name: "cargo xtask --help (cargo's check, the binary's start)".to_string(),
+        comparison: Some(format!(
+            "migrate-test less it: {without_cargo:.2}× the raw parts"
+        )),
+        stats: cargo,
+        note: None,
+    });
     results.target(
         "warm migrate-test ≤ 1.5× its raw parts",
         format!("{ratio:.2}×"),
@@ -88,6 +104,24 @@ async fn migrate_test(context: &Context<'_>) -> anyhow::Result<Duration> {
     if !output.status.success() {
         bail!(
             "cargo xtask migrate-test failed, so its time means nothing; fix it first:\n{}",
+            super::failure_tail(&output, 15)
+        );
+    }
+    Ok(took)
+}
+
+/// `cargo xtask --help`: what `cargo xtask` costs before any command runs.
+async fn cargo_alone() -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let output = tokio::process::Command::from(crate::workspace::cargo())
+        .args(["xtask", "--help"])
+        .output()
+        .await
+        .context("run cargo xtask --help")?;
+    let took = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "cargo xtask --help failed:\n{}",
             super::failure_tail(&output, 15)
         );
     }
