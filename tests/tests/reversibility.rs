@@ -517,6 +517,13 @@ async fn a_down_migration_whose_cascade_changes_a_child_table_is_caught() {
 /// Adds `count` migrations from version 0008 to both backends, each creating a global
 /// table with a row (dropped by its down); `extra(version)` adds to a migration's up and
 /// down.
+/// The rehearsal failed and stopped at `file`, its error saying `what`.
+fn assert_stops_at(report: &BackendReport, file: &str, what: &str) {
+    assert!(!report.passed());
+    let fatal = report.fatal.as_ref().expect("the rehearsal stops").render();
+    assert!(fatal.contains(file) && fatal.contains(what), "{fatal}");
+}
+
 fn add_fillers(scratch: &Scratch, count: usize, extra: impl Fn(usize) -> (String, String)) {
     let names: Vec<String> = (0..count).map(|i| format!("filler_{i:03}")).collect();
     declare_global(
@@ -633,14 +640,7 @@ async fn a_long_history_stops_at_a_broken_migration_of_its_second_half() {
     let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
         .await
         .remove(0);
-    assert!(!report.passed());
-    let fatal = report.fatal.as_ref().expect("the rehearsal stops");
-    assert!(
-        fatal.render().contains("0045_create_filler_037.up.sql")
-            && fatal.render().contains("division by zero"),
-        "{}",
-        fatal.render()
-    );
+    assert_stops_at(&report, "0045_create_filler_037.up.sql", "division by zero");
     let versions: Vec<i64> = report.steps.iter().map(|s| s.version).collect();
     assert_eq!(versions, (1..=44).collect::<Vec<i64>>());
     assert_fails_with(
@@ -771,13 +771,10 @@ async fn a_migration_that_fails_at_its_commit_is_a_failure_not_applied() {
     let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
         .await
         .remove(0);
-    assert!(!report.passed());
-    let fatal = report.fatal.as_ref().expect("the rehearsal stops");
-    assert!(
-        fatal.render().contains("0008_deferred_notes.up.sql")
-            && fatal.render().contains("deferred_notes_store_id_fkey"),
-        "{}",
-        fatal.render()
+    assert_stops_at(
+        &report,
+        "0008_deferred_notes.up.sql",
+        "deferred_notes_store_id_fkey",
     );
     assert_eq!(report.steps.len(), 7, "0008 is not recorded as applied");
 }

@@ -27,8 +27,8 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
     let mut postgres_parts = Vec::new();
     let mut sqlite_parts = Vec::new();
     for _ in 0..runs {
-        whole.push(migrate_test(context).await?);
-        cargo.push(cargo_alone().await?);
+        whole.push(cargo_xtask(context, &["migrate-test"]).await?);
+        cargo.push(cargo_xtask(context, &["--help"]).await?);
         let postgres = raw_parts(context, Backend::Postgres).await?;
         let sqlite = raw_parts(context, Backend::Sqlite).await?;
         postgres_parts.push(postgres);
@@ -91,37 +91,22 @@ pub async fn run(context: &Context<'_>, results: &mut Results) -> anyhow::Result
     Ok(())
 }
 
-/// One `cargo xtask migrate-test`, as a developer types it.
-async fn migrate_test(context: &Context<'_>) -> anyhow::Result<Duration> {
+/// One `cargo xtask <args>`, as a developer types it, timed: `migrate-test`, or `--help`
+/// for what `cargo xtask` costs before any command runs.
+async fn cargo_xtask(context: &Context<'_>, args: &[&str]) -> anyhow::Result<Duration> {
+    let command = format!("cargo xtask {}", args.join(" "));
     let started = Instant::now();
     let output = tokio::process::Command::from(crate::workspace::cargo())
-        .args(["xtask", "migrate-test"])
+        .arg("xtask")
+        .args(args)
         .env("TENANTGATE_PG_IMAGE", &context.image)
         .output()
         .await
-        .context("run cargo xtask migrate-test")?;
+        .with_context(|| format!("run {command}"))?;
     let took = started.elapsed();
     if !output.status.success() {
         bail!(
-            "cargo xtask migrate-test failed, so its time means nothing; fix it first:\n{}",
-            super::failure_tail(&output, 15)
-        );
-    }
-    Ok(took)
-}
-
-/// `cargo xtask --help`: what `cargo xtask` costs before any command runs.
-async fn cargo_alone() -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let output = tokio::process::Command::from(crate::workspace::cargo())
-        .args(["xtask", "--help"])
-        .output()
-        .await
-        .context("run cargo xtask --help")?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "cargo xtask --help failed:\n{}",
+            "{command} failed, so its time means nothing; fix it first:\n{}",
             super::failure_tail(&output, 15)
         );
     }
