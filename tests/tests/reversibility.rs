@@ -514,9 +514,22 @@ async fn a_down_migration_whose_cascade_changes_a_child_table_is_caught() {
     }
 }
 
-/// Adds `count` migrations from version 0008 to both backends, each creating a global
-/// table with a row (dropped by its down); `extra(version)` adds to a migration's up and
-/// down.
+/// The note that says `about`, and the four-digit version right after `before` in it.
+fn version_in_note(report: &BackendReport, about: &str, before: &str) -> (String, i64) {
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.contains(about))
+        .unwrap_or_else(|| panic!("no note about {about:?}: {:#?}", report.notes));
+    let version = note
+        .split(before)
+        .nth(1)
+        .and_then(|rest| rest.get(..4))
+        .and_then(|version| version.parse().ok())
+        .unwrap_or_else(|| panic!("no version after {before:?}: {note}"));
+    (note.clone(), version)
+}
+
 /// The rehearsal failed and stopped at `file`, its error saying `what`.
 fn assert_stops_at(report: &BackendReport, file: &str, what: &str) {
     assert!(!report.passed());
@@ -524,6 +537,9 @@ fn assert_stops_at(report: &BackendReport, file: &str, what: &str) {
     assert!(fatal.contains(file) && fatal.contains(what), "{fatal}");
 }
 
+/// Adds `count` migrations from version 0008 to both backends, each creating a global
+/// table with a row (dropped by its down); `extra(version)` adds to a migration's up and
+/// down.
 fn add_fillers(scratch: &Scratch, count: usize, extra: impl Fn(usize) -> (String, String)) {
     let names: Vec<String> = (0..count).map(|i| format!("filler_{i:03}")).collect();
     declare_global(
@@ -573,17 +589,7 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
         .remove(0);
     // The first database rehearsed a part with 0010 in it, then applied the rest and
     // ran the cases beside the second's rehearsal of the part with 0045.
-    let note = report
-        .notes
-        .iter()
-        .find(|n| n.contains("rehearsed in two halves at once"))
-        .unwrap_or_else(|| panic!("{:#?}", report.notes));
-    let end = note
-        .split("0001–")
-        .nth(1)
-        .and_then(|rest| rest.get(..4))
-        .and_then(|end| end.parse::<i64>().ok())
-        .unwrap_or_else(|| panic!("{note}"));
+    let (note, end) = version_in_note(&report, "rehearsed in two halves at once", "0001–");
     assert!((10..45).contains(&end), "{note}");
     assert!(
         note.contains("ran the final checks and the cases"),
@@ -624,6 +630,30 @@ async fn a_long_history_in_two_halves_reports_each_migration_once_and_in_order()
         "{:#?}",
         failures(&report)
     );
+}
+
+/// A migration of the first half that does not apply again after its down stops the
+/// history there, and the second database (which applied it plainly and went on) stops
+/// too, its half moot, rather than rehearse it to the end.
+#[tokio::test]
+async fn a_long_history_stopped_in_its_first_half_stops_the_second_database_too() {
+    let scratch = Scratch::new().unwrap();
+    add_fillers(&scratch, 44, |version| match version {
+        // The down leaves the sequence: the up fails when it runs again.
+        10 => (
+            "CREATE SEQUENCE filler_010_seq;\n".to_string(),
+            String::new(),
+        ),
+        _ => (String::new(), String::new()),
+    });
+    let report = rehearse(&scratch.config().unwrap(), &[Backend::Postgres])
+        .await
+        .remove(0);
+    assert_stops_at(&report, "0010_create_filler_002", "filler_010_seq");
+    // The second database had a rehearsal of some forty migrations ahead of it when the
+    // first failed nine in.
+    let (note, reached) = version_in_note(&report, "the second database", "stopped after ");
+    assert!(reached < 52, "{note}");
 }
 
 /// A migration of the second half that does not apply stops the history there, named

@@ -404,6 +404,13 @@ async fn run(
     result
 }
 
+/// Resolves once `flag` is raised; never when its sender is gone first.
+async fn raised(mut flag: tokio::sync::watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// What a rehearsal's SQLite database does not need: its writes surviving a crash of the
 /// machine (the PostgreSQL servers run with `fsync` off likewise). A transaction still
 /// rolls back; the app's own migration PRAGMAs, set after these, win over them. About a
@@ -906,36 +913,68 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         self.exclusive = Some(std::sync::Arc::clone(&locks));
         other.exclusive = Some(locks);
         let started = Instant::now();
+        // A failure of either part ends the other's work, which is then moot: the
+        // second's, once the first's part failed; the first's plain applies, final
+        // checks and cases, once the second's did (the first's own part goes on: a
+        // failure there is earlier in the history, and it is the one reported).
+        let (first_failed, first_stopped) = tokio::sync::watch::channel(false);
+        let (second_failed, second_stopped) = tokio::sync::watch::channel(false);
         let (main, rehearsed) = tokio::join!(
             async {
                 if let Err(fatal) = self.apply_range(&migrations[..at], 0, true).await {
+                    first_failed.send_replace(true);
                     return Err((true, fatal));
                 }
-                let applied = self.apply_range(&migrations[at..], at, false).await;
-                self.exclusive = None;
-                let done = started.elapsed();
-                let stopped = |fatal| (false, fatal);
-                applied.map_err(stopped)?;
-                self.reconnect_for_checks().await.map_err(stopped)?;
-                let reads = self.final_reads().await.map_err(stopped)?;
-                let behaviour = self.isolation_cases(&reads.schema).await;
-                Ok((done, reads, behaviour))
+                let rest = async {
+                    let stopped = |fatal| (false, fatal);
+                    let applied = self.apply_range(&migrations[at..], at, false).await;
+                    let done = started.elapsed();
+                    applied.map_err(stopped)?;
+                    self.reconnect_for_checks().await.map_err(stopped)?;
+                    let reads = self.final_reads().await.map_err(stopped)?;
+                    let behaviour = self.isolation_cases(&reads.schema).await;
+                    Ok((done, reads, behaviour))
+                };
+                tokio::select! {
+                    rest = rest => rest,
+                    () = raised(second_stopped) => {
+                        Err((false, Failure::new("stopped: the second database's part failed")))
+                    }
+                }
             },
             async {
-                let mut result = other.apply_range(&migrations[..at], 0, false).await;
-                if result.is_ok() {
-                    result = other.apply_range(&migrations[at..], at, true).await;
+                let part = async {
+                    other.apply_range(&migrations[..at], 0, false).await?;
+                    other.apply_range(&migrations[at..], at, true).await
+                };
+                let result = tokio::select! {
+                    result = part => result,
+                    () = raised(first_stopped) => {
+                        Err(Failure::new("stopped: the first database's part failed"))
+                    }
+                };
+                if result.is_err() {
+                    second_failed.send_replace(true);
                 }
                 (result, started.elapsed())
             },
         );
+        self.exclusive = None;
         let (rehearsed, other_took) = rehearsed;
         if let Some(conn) = other.conn.take() {
             conn.close().await;
         }
         let main = match main {
-            // The history stops where this database's part failed; the other's is moot.
+            // The history stops where this database's part failed; the other's is moot,
+            // and was stopped.
             Err((true, fatal)) => {
+                let reached = other.report.steps.last().map(|step| step.version);
+                let last = migrations[migrations.len() - 1].version;
+                if let Some(reached) = reached.filter(|reached| *reached < last) {
+                    self.report.notes.push(format!(
+                        "reversibility: the second database stopped after {reached:04} once the first's part had failed; the migrations after the failure were not rehearsed"
+                    ));
+                }
                 self.close_failed_pass();
                 return Err(fatal);
             }
