@@ -447,31 +447,20 @@ async fn open(
 }
 
 /// How a PostgreSQL history uses a second database of its server, beside the first
-/// ([`halves`]).
+/// ([`halves`]): the first rehearses the history up to `at` and applies the rest plainly;
+/// the second applies it up to there and rehearses the rest (at 0, all of it: the reversal
+/// pass).
 #[derive(Clone, Copy, Debug)]
-enum Split {
-    /// The first database rehearses the history up to this index and applies the rest
-    /// plainly; the second applies it up to there and rehearses the rest.
-    Halves(usize),
-    /// The reversal pass rehearses the history on the second database while the first
-    /// applies it plainly (`Halves(0)`).
-    Beside,
+struct Split {
+    at: usize,
 }
 
 impl Split {
     /// What the second database is for, as a note says it.
     fn purpose(self) -> &'static str {
-        match self {
-            Split::Halves(_) => "for the history's second half",
-            Split::Beside => "for the reversal pass",
-        }
-    }
-
-    /// Where the second database starts rehearsing.
-    fn at(self) -> usize {
-        match self {
-            Split::Halves(at) => at,
-            Split::Beside => 0,
+        match self.at {
+            0 => "for the reversal pass",
+            _ => "for the history's second half",
         }
     }
 }
@@ -510,9 +499,8 @@ fn split(config: &Config, set: &MigrationSet, options: Options) -> Result<Option
     let final_cost = halves::final_cost(migrations.iter().map(|m| m.sql.as_str()), |table| {
         config.is_global(table)
     });
-    Ok(Some(match halves::split_at(&reversed, final_cost) {
-        0 => Split::Beside,
-        at => Split::Halves(at),
+    Ok(Some(Split {
+        at: halves::split_at(&reversed, final_cost),
     }))
 }
 
@@ -894,7 +882,7 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
     async fn rehearse_split(&mut self, second: Second) -> Result<(), Failure> {
         let migrations: Vec<sqlx::migrate::Migration> = self.set.ups().cloned().collect();
         self.note_baseline(&migrations);
-        let at = second.split.at();
+        let at = second.split.at;
         let mut report = self.second_report();
         let mut other = self
             .on_the_second_database((second.conn, second.url, second.writes), &mut report)
@@ -964,12 +952,15 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         if let Some(conn) = other.conn.take() {
             conn.close().await;
         }
+        let (first, last) = (
+            migrations[0].version,
+            migrations[migrations.len() - 1].version,
+        );
         let main = match main {
             // The history stops where this database's part failed; the other's is moot,
             // and was stopped.
             Err((true, fatal)) => {
                 let reached = other.report.steps.last().map(|step| step.version);
-                let last = migrations[migrations.len() - 1].version;
                 if let Some(reached) = reached.filter(|reached| *reached < last) {
                     self.report.notes.push(format!(
                         "reversibility: the second database stopped after {reached:04} once the first's part had failed; the migrations after the failure were not rehearsed"
@@ -1016,7 +1007,6 @@ impl<'r, 'a> Rehearsal<'r, 'a> {
         self.report.notes.push(match at {
             0 => "reversibility: rehearsed on a second database of the server, beside the final checks and the cases on the first".to_string(),
             _ => {
-                let (first, last) = (migrations[0].version, migrations[migrations.len() - 1].version);
                 let before = migrations[at - 1].version;
                 format!(
                     "reversibility: rehearsed in two halves at once, on two databases of the server: {first:04}–{before:04} on the first, which then applied {from:04}–{last:04} and ran the final checks and the cases; {from:04}–{last:04} on the second after it applied {first:04}–{before:04}"
